@@ -1,0 +1,72 @@
+from django.conf import settings
+from django.db import models
+
+
+class Capability(models.Model):
+    """Holds Cargohold's permissions; it has no table of its own.
+
+    Roles are Django groups holding some of these permissions (see accounts.roles),
+    so a deployment can also grant a single capability to one user.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("view_inventory", "View volumes, containers, backups and jobs"),
+            ("run_backup", "Run backups"),
+            ("restore_new", "Restore into a new volume"),
+            ("download_archive", "Download and import archives"),
+            ("manage_volumes", "Create, remove and prune volumes"),
+            ("restore_in_place", "Restore a volume in place"),
+            ("manage_policies", "Edit backup policies and schedules"),
+            ("manage_users", "Manage users and read the audit trail"),
+        ]
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise PermissionError("The audit trail is append-only.")
+
+    def delete(self):
+        raise PermissionError("The audit trail is append-only.")
+
+
+class AuditEvent(models.Model):
+    """One action someone (or something) took. Append-only: never updated or deleted."""
+
+    class Result(models.TextChoices):
+        OK = "ok", "ok"
+        ERROR = "error", "error"
+        DENIED = "denied", "denied"
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept as text too, so the trail still names the person after the account is deleted.
+    actor_name = models.CharField(max_length=150, blank=True, db_index=True)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=32, blank=True)
+    object_name = models.CharField(max_length=512, blank=True, db_index=True)
+    params = models.JSONField(default=dict, blank=True)
+    result = models.CharField(max_length=8, choices=Result.choices, default=Result.OK)
+    error = models.TextField(blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        default_permissions = ("view",)
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.object_name}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise PermissionError("The audit trail is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("The audit trail is append-only.")

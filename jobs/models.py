@@ -1,0 +1,92 @@
+from django.conf import settings
+from django.db import models
+
+
+class Job(models.Model):
+    """Every long operation is one row: created queued by a service, moved on by a worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+        SKIPPED = "skipped", "skipped"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    kind = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    # What the job acts on, for display and filtering ("volume", "shop_db").
+    target_type = models.CharField(max_length=32, blank=True)
+    target = models.CharField(max_length=512, blank=True, db_index=True)
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    progress_done = models.BigIntegerField(default=0)
+    progress_total = models.BigIntegerField(null=True, blank=True)
+    progress_message = models.CharField(max_length=255, blank=True)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # user / cli / schedule / system: who or what started it.
+    trigger = models.CharField(max_length=16, default="user")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self):
+        return f"{self.kind} #{self.pk} {self.target} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def percent(self) -> int | None:
+        if not self.progress_total:
+            return None
+        return max(0, min(100, int(self.progress_done * 100 / self.progress_total)))
+
+    @property
+    def duration(self):
+        if self.started_at is None:
+            return None
+        end = self.finished_at
+        if end is None:
+            from django.utils import timezone
+
+            end = timezone.now()
+        return end - self.started_at
+
+    @property
+    def started_by(self) -> str:
+        if self.created_by_id:
+            return self.created_by.get_username()
+        return self.trigger
+
+
+class ResourceLock(models.Model):
+    """One operation per resource (a volume) at a time: an owner and an expiry.
+
+    The row's unique `resource` is the lock; an expired row may be taken over, so a
+    worker that died holding a lock blocks others only until the expiry.
+    """
+
+    resource = models.CharField(max_length=600, unique=True)
+    owner = models.CharField(max_length=255)
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    acquired_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"{self.resource} held by {self.owner} until {self.expires_at:%H:%M:%S}"

@@ -1,0 +1,200 @@
+"""Runs a job row inside a Celery task: state changes, progress, heartbeat, cancel.
+
+A handler is `handler(ctx) -> dict | None`. It reports progress on `ctx` (in memory);
+a heartbeat thread writes progress and the heartbeat to the row about once a second
+and reads the cancel flag, so handlers never hit the database in their hot loops.
+"""
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from jobs.models import Job
+from jobs.services import LockHeld, lock_acquire, lock_refresh, lock_release
+from project.errors import CargoholdError, Refused
+
+logger = logging.getLogger(__name__)
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class JobCancelled(Exception):
+    pass
+
+
+class JobContext:
+    def __init__(self, job: Job):
+        self.job = job
+        self.done = job.progress_done
+        self.total = job.progress_total
+        self.message = ""
+        self.result: dict = {}
+        self._cancel = threading.Event()
+        self._locks: list[tuple[str, timedelta]] = []
+        self._lock_mutex = threading.Lock()
+
+    # progress -----------------------------------------------------------------
+    def set_total(self, total: int | None) -> None:
+        self.total = total
+
+    def advance(self, amount: int) -> None:
+        self.done += amount
+
+    def set_progress(self, done: int, total: int | None = None, message: str | None = None) -> None:
+        self.done = done
+        if total is not None:
+            self.total = total
+        if message is not None:
+            self.message = message
+
+    def say(self, message: str) -> None:
+        self.message = message[:255]
+
+    # cancellation ---------------------------------------------------------------
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled()
+
+    # locks ----------------------------------------------------------------------
+    @contextmanager
+    def lock(self, resource: str, *, ttl_seconds: int | None = None, wait_seconds: float = 0):
+        """Hold `resource` for the block; refreshed by the heartbeat, released after.
+
+        With wait_seconds > 0 a held lock is waited for (checking cancel) before the
+        job is refused with a message naming the holder.
+        """
+        ttl = timedelta(seconds=ttl_seconds or settings.LOCK_TTL_SECONDS)
+        owner = f"job {self.job.pk} ({self.job.kind}) on {WORKER_ID}"
+        deadline = timezone.now() + timedelta(seconds=wait_seconds)
+        while True:
+            try:
+                lock_acquire(resource=resource, owner=owner, ttl=ttl, job=self.job)
+                break
+            except LockHeld as exc:
+                if timezone.now() >= deadline:
+                    raise Refused(
+                        f"{resource} is busy: {exc.lock.owner} holds it "
+                        f"(until {exc.lock.expires_at:%H:%M:%S} UTC at the latest)."
+                    ) from None
+                self.say(f"Waiting for {resource}: {exc.lock.owner}")
+                self.check_cancelled()
+                threading.Event().wait(1.0)
+        with self._lock_mutex:
+            self._locks.append((resource, ttl))
+        try:
+            yield
+        finally:
+            with self._lock_mutex:
+                self._locks.remove((resource, ttl))
+            lock_release(resource=resource, owner=owner)
+
+    def _refresh_locks(self) -> None:
+        owner = f"job {self.job.pk} ({self.job.kind}) on {WORKER_ID}"
+        with self._lock_mutex:
+            held = list(self._locks)
+        for resource, ttl in held:
+            lock_refresh(resource=resource, owner=owner, ttl=ttl)
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, ctx: JobContext, interval: float):
+        super().__init__(name=f"job-{ctx.job.pk}-heartbeat", daemon=True)
+        self.ctx = ctx
+        self.interval = interval
+        self.stop = threading.Event()
+
+    def run(self):
+        try:
+            while not self.stop.wait(self.interval):
+                self.beat()
+        finally:
+            connection.close()
+
+    def beat(self):
+        ctx = self.ctx
+        try:
+            Job.objects.filter(pk=ctx.job.pk, status=Job.Status.RUNNING).update(
+                heartbeat_at=timezone.now(),
+                progress_done=ctx.done,
+                progress_total=ctx.total,
+                progress_message=ctx.message[:255],
+            )
+            if Job.objects.filter(pk=ctx.job.pk, cancel_requested=True).exists():
+                ctx._cancel.set()
+            ctx._refresh_locks()
+        except Exception:  # a missed beat is not worth killing the job for
+            logger.exception("heartbeat of job %s failed", ctx.job.pk)
+
+
+def _claim(job_id: int) -> Job | None:
+    now = timezone.now()
+    claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+        status=Job.Status.RUNNING, started_at=now, heartbeat_at=now, worker=WORKER_ID
+    )
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        logger.warning("job %s does not exist; nothing to run", job_id)
+        return None
+    if claimed:
+        return job
+    if job.status == Job.Status.RUNNING:
+        # The message came back after the worker that had it died (acks_late).
+        Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
+            status=Job.Status.FAILED,
+            finished_at=now,
+            error="The worker running this job stopped (killed or lost) before it finished.",
+        )
+    return None
+
+
+def run_job(job_id: int, handler: Callable[[JobContext], dict | None]) -> str | None:
+    """Run `handler` for the queued job `job_id`; returns the final status."""
+    close_old_connections()
+    job = _claim(job_id)
+    if job is None:
+        return None
+    ctx = JobContext(job)
+    beat = _Heartbeat(ctx, settings.JOB_HEARTBEAT_SECONDS)
+    beat.start()
+    status, error = Job.Status.SUCCEEDED, ""
+    try:
+        result = handler(ctx)
+        if result:
+            ctx.result.update(result)
+    except JobCancelled:
+        status, error = Job.Status.CANCELLED, "Cancelled by request."
+    except CargoholdError as exc:
+        status, error = Job.Status.FAILED, str(exc)
+    except Exception as exc:
+        logger.exception("job %s (%s) crashed", job.pk, job.kind)
+        status, error = Job.Status.FAILED, f"Unexpected error: {type(exc).__name__}: {exc}"
+    finally:
+        beat.stop.set()
+        beat.join(timeout=10)
+    Job.objects.filter(pk=job.pk).update(
+        status=status,
+        error=error,
+        result=ctx.result,
+        finished_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+        progress_done=ctx.done,
+        progress_total=ctx.total,
+        progress_message=ctx.message[:255],
+    )
+    job.refresh_from_db()
+    after = getattr(handler, "after_job", None)
+    if after is not None:
+        after(job)
+    return status

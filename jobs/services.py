@@ -1,0 +1,147 @@
+"""Creating jobs, cancelling them, and the per-resource locks."""
+
+import logging
+import os
+import socket
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from jobs.models import Job, ResourceLock
+
+logger = logging.getLogger(__name__)
+
+
+def job_create(
+    *,
+    kind: str,
+    task,
+    target: str = "",
+    target_type: str = "volume",
+    params: dict | None = None,
+    user=None,
+    trigger: str = "user",
+    progress_total: int | None = None,
+) -> Job:
+    """Create a queued job and enqueue `task(job_id)` once the transaction commits.
+
+    Only the id travels through Redis: the worker loads the row, so a job is never run
+    from stale arguments and the row stays the single source of truth.
+    """
+    job = Job.objects.create(
+        kind=kind,
+        target=target,
+        target_type=target_type,
+        params=params or {},
+        created_by=user if (user is not None and user.is_authenticated) else None,
+        trigger=trigger,
+        progress_total=progress_total,
+    )
+    transaction.on_commit(lambda: task.delay(job.pk))
+    return job
+
+
+def job_request_cancel(*, job: Job) -> Job:
+    """Cancel a queued job at once; ask a running one to stop at its next check."""
+    now = timezone.now()
+    if Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+        status=Job.Status.CANCELLED, finished_at=now, error="Cancelled before it started."
+    ):
+        job.refresh_from_db()
+        return job
+    Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(cancel_requested=True)
+    job.refresh_from_db()
+    return job
+
+
+def jobs_fail_stale(*, older_than: timedelta) -> list[int]:
+    """Fail running jobs whose worker stopped sending heartbeats (killed, machine lost)."""
+    cutoff = timezone.now() - older_than
+    stale = list(
+        Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True)
+    )
+    for pk in stale:
+        Job.objects.filter(pk=pk, status=Job.Status.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=Job.Status.FAILED,
+            finished_at=timezone.now(),
+            error="The worker running this job stopped (killed or lost) before it finished.",
+        )
+        logger.warning("job %s failed: its worker stopped sending heartbeats", pk)
+    return stale
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def jobs_fail_orphaned() -> list[int]:
+    """Fail running jobs whose worker process on this host no longer exists.
+
+    Precise where heartbeats are slow to tell: a worker restarted after a crash fails its
+    predecessor's jobs at once instead of after JOB_STALE_SECONDS.
+    """
+    host = socket.gethostname()
+    orphaned = []
+    for pk, worker in Job.objects.filter(status=Job.Status.RUNNING).values_list("pk", "worker"):
+        worker_host, _, pid = worker.rpartition(":")
+        if worker_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+            orphaned.append(pk)
+    if orphaned:
+        Job.objects.filter(pk__in=orphaned, status=Job.Status.RUNNING).update(
+            status=Job.Status.FAILED,
+            finished_at=timezone.now(),
+            error="The worker running this job stopped (killed or lost) before it finished.",
+        )
+        logger.warning("jobs %s failed: their worker process is gone", orphaned)
+    return orphaned
+
+
+# --- locks -------------------------------------------------------------------------
+
+
+class LockHeld(Exception):
+    def __init__(self, lock: ResourceLock):
+        self.lock = lock
+        super().__init__(f"{lock.resource} is busy ({lock.owner})")
+
+
+def lock_acquire(*, resource: str, owner: str, ttl: timedelta, job: Job | None = None) -> ResourceLock:
+    """Take the lock on `resource` or raise LockHeld naming its holder.
+
+    An expired lock is taken over: its holder is presumed dead (it stopped refreshing).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        ResourceLock.objects.filter(resource=resource, expires_at__lt=now).delete()
+        try:
+            with transaction.atomic():
+                return ResourceLock.objects.create(
+                    resource=resource, owner=owner, job=job, acquired_at=now, expires_at=now + ttl
+                )
+        except IntegrityError:
+            pass
+    held = ResourceLock.objects.filter(resource=resource).first()
+    if held is None:  # released between our insert and our read: try once more
+        return lock_acquire(resource=resource, owner=owner, ttl=ttl, job=job)
+    raise LockHeld(held)
+
+
+def lock_refresh(*, resource: str, owner: str, ttl: timedelta) -> bool:
+    return bool(
+        ResourceLock.objects.filter(resource=resource, owner=owner).update(expires_at=timezone.now() + ttl)
+    )
+
+
+def lock_release(*, resource: str, owner: str) -> None:
+    ResourceLock.objects.filter(resource=resource, owner=owner).delete()
+
+
+def lock_holder(*, resource: str) -> ResourceLock | None:
+    return ResourceLock.objects.filter(resource=resource, expires_at__gte=timezone.now()).first()

@@ -1,0 +1,183 @@
+"""Cargohold settings. Everything a deployment changes comes from the environment."""
+
+from pathlib import Path
+
+import dj_database_url
+from datetime import timedelta
+
+from project.env import env, env_bool, env_int, env_list
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env("CARGOHOLD_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    # A stable per-installation key, so sessions survive restarts without configuration.
+    _key_file = VAR_DIR / "secret_key"
+    try:
+        SECRET_KEY = _key_file.read_text().strip()
+    except FileNotFoundError:
+        import secrets
+
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        SECRET_KEY = secrets.token_urlsafe(50)
+        _key_file.write_text(SECRET_KEY)
+        _key_file.chmod(0o600)
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "accounts",
+    "jobs",
+    "volumes",
+    "backups",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "volumes.context_processors.engine_status",
+                "accounts.context_processors.user_role",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "project.wsgi.application"
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'cargohold.sqlite3'}"), conn_max_age=60
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker, beat and watcher share one SQLite file: WAL lets readers run beside a
+    # writer, IMMEDIATE transactions avoid lock-upgrade deadlocks, the timeout waits out
+    # short write bursts instead of failing with "database is locked".
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    if env("CARGOHOLD_TEST_DB"):
+        DATABASES["default"]["TEST"] = {"NAME": env("CARGOHOLD_TEST_DB")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"docker": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}
+
+# --- Cargohold ---------------------------------------------------------------
+DOCKER_HOST = env("DOCKER_HOST", "")  # empty: the docker SDK's default (unix socket)
+DOCKER_TIMEOUT = env_int("DOCKER_TIMEOUT", 30)
+HELPER_IMAGE = env("CARGOHOLD_HELPER_IMAGE", "busybox:stable")
+BACKUP_ROOT = Path(env("BACKUP_ROOT", str(VAR_DIR / "backups")))
+
+SYNC_INTERVAL_SECONDS = env_int("SYNC_INTERVAL_SECONDS", 30)
+SIZE_REFRESH_SECONDS = env_int("SIZE_REFRESH_SECONDS", 300)
+# The engine is "down" for the banner when the last sync attempt failed or no sync
+# succeeded for this long.
+ENGINE_STALE_SECONDS = env_int("ENGINE_STALE_SECONDS", 180)
+
+# --- Celery ------------------------------------------------------------------
+REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "cargohold")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BEAT_SCHEDULE = {
+    "sync-mirror": {
+        "task": "volumes.tasks.sync_mirror",
+        "schedule": timedelta(seconds=SYNC_INTERVAL_SECONDS),
+        "options": {"expires": SYNC_INTERVAL_SECONDS},
+    },
+    "refresh-sizes": {
+        "task": "volumes.tasks.refresh_sizes",
+        "schedule": timedelta(seconds=SIZE_REFRESH_SECONDS),
+        "options": {"expires": SIZE_REFRESH_SECONDS},
+    },
+    "sweep-stale-jobs": {
+        "task": "jobs.tasks.sweep_stale_jobs",
+        "schedule": timedelta(seconds=60),
+        "options": {"expires": 60},
+    },
+}
+
+JOB_HEARTBEAT_SECONDS = float(env("JOB_HEARTBEAT_SECONDS", "1"))
+# A running job whose heartbeat is older than this is failed by the sweep.
+JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 60)
+# Locks are refreshed by the heartbeat; one left by a dead worker expires after this.
+LOCK_TTL_SECONDS = env_int("LOCK_TTL_SECONDS", 120)
+# Extra task modules for the worker (the test suite registers demo tasks this way).
+CELERY_IMPORTS = env_list("CELERY_EXTRA_IMPORTS", "")

@@ -1,0 +1,233 @@
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import dockercli
+from tests.envsetup import ROOT, VAR_DIR
+
+pytest.register_assert_rewrite("tests.helpers")
+
+
+def wait_for(predicate, *, timeout: float = 30, interval: float = 0.2, message: str = "condition"):
+    """Poll `predicate` until it returns something truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+# --- database ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_var_dir():
+    yield
+    dockercli.cleanup()
+    shutil.rmtree(VAR_DIR, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _engine_cleanup():
+    """Remove this run's engine objects after every test that made some, pass or fail."""
+    yield
+    if dockercli.touched():
+        dockercli.cleanup()
+
+
+# --- users and roles ------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_user(db):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from accounts.roles import ensure_roles
+
+    def make(role: str | None, username: str | None = None, password: str = "pw-for-tests-1"):
+        ensure_roles()
+        user = get_user_model().objects.create_user(username=username or f"{(role or 'norole').lower()}-user", password=password)
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def client_for(make_user, client):
+    """client_for("Admin") -> a Django test client logged in with that role."""
+    from django.test import Client
+
+    def make(role: str | None):
+        c = Client()
+        c.force_login(make_user(role))
+        return c
+
+    return make
+
+
+# --- real processes -----------------------------------------------------------------
+
+
+def _test_env() -> dict:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = f"sqlite:///{os.environ['CARGOHOLD_TEST_DB']}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Process:
+    """A real Cargohold process (worker, beat, watcher) on the test database."""
+
+    def __init__(self, name: str, args: list[str], ready_text: str):
+        self.name = name
+        self.args = args
+        self.ready_text = ready_text
+        self.log_path = VAR_DIR / f"{name}-{time.monotonic_ns()}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> "Process":
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            self.args, cwd=ROOT, env=_test_env(), stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(self._ready, timeout=timeout, message=f"{self.name} to start (log: {self.log_path})")
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            pytest.fail(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+        return self.ready_text in self.log()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: as abrupt as a crash or the OOM killer."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+def worker_process(concurrency: int = 2, name: str = "worker") -> Process:
+    return Process(
+        name,
+        [sys.executable, "-m", "celery", "-A", "project", "worker", "--loglevel", "INFO",
+         "--concurrency", str(concurrency), "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h",
+         "--without-gossip", "--without-mingle", "-Q", os.environ["CELERY_QUEUE"]],
+        ready_text="ready.",
+    )
+
+
+def beat_process() -> Process:
+    return Process(
+        "beat",
+        [sys.executable, "-m", "celery", "-A", "project", "beat", "--loglevel", "INFO",
+         "--schedule", str(VAR_DIR / f"beat-{time.monotonic_ns()}")],
+        ready_text="beat: Starting",
+    )
+
+
+def watcher_process() -> Process:
+    return Process("watcher", [sys.executable, "manage.py", "watch_engine"], ready_text="Watching engine events")
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A real Celery worker process on this run's queue and test database (shared)."""
+    proc = worker_process().start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def worker_factory(django_db_setup):
+    """Start dedicated worker processes (for tests that kill them)."""
+    started: list[Process] = []
+
+    def make(**kwargs) -> Process:
+        proc = worker_process(**kwargs).start()
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def engine_watcher(django_db_setup):
+    proc = watcher_process().start()
+    yield proc
+    proc.stop()
+
+
+# --- browser ------------------------------------------------------------------------
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make setup` (installs Debian's chromium).")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url)
+    context.set_default_timeout(15_000)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+@pytest.fixture
+def login(page, make_user):
+    """login("Admin") -> logs the browser page in as a new user with that role."""
+
+    def do(role: str = "Admin", username: str | None = None):
+        user = make_user(role, username=username)
+        page.goto("/accounts/login/")
+        page.fill("input[name=username]", user.username)
+        page.fill("input[name=password]", "pw-for-tests-1")
+        page.click("button[type=submit]")
+        page.wait_for_url(lambda url: "/accounts/login/" not in url)
+        return user
+
+    return do

@@ -1,0 +1,505 @@
+"""The engine adapter: the only module that imports the docker SDK.
+
+It returns our own dataclasses and turns docker's exceptions into ours, with messages
+a person can act on. Only worker-side code (Celery tasks, the event watcher, management
+commands) calls it; the web server never does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import docker
+import docker.errors
+import requests.exceptions
+from django.conf import settings
+
+from project.errors import CargoholdError
+
+logger = logging.getLogger(__name__)
+
+ANONYMOUS_LABEL = "com.docker.volume.anonymous"
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+# --- our exceptions -----------------------------------------------------------------
+
+
+class EngineError(CargoholdError):
+    """The engine refused or failed a request."""
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot be reached (socket missing, daemon down, timeout)."""
+
+
+class NotFound(EngineError):
+    pass
+
+
+class Conflict(EngineError):
+    """In use, already exists, or otherwise conflicting with the engine's state."""
+
+
+# --- our dataclasses ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineVolume:
+    name: str
+    driver: str
+    mountpoint: str
+    scope: str
+    options: dict
+    labels: dict
+    created_at: datetime | None
+    status: dict = field(default_factory=dict)
+
+    @property
+    def anonymous(self) -> bool:
+        return ANONYMOUS_LABEL in self.labels or bool(_HEX64.match(self.name))
+
+
+@dataclass(frozen=True)
+class EngineMount:
+    kind: str  # volume / bind / tmpfs / npipe / cluster
+    source: str  # volume name for volumes, host path for binds, "" for tmpfs
+    destination: str
+    read_only: bool
+    volume_name: str = ""
+
+
+@dataclass(frozen=True)
+class EngineContainer:
+    id: str
+    name: str
+    image: str
+    state: str
+    status: str
+    labels: dict
+    created_at: datetime | None
+    mounts: tuple[EngineMount, ...]
+
+    @property
+    def compose_project(self) -> str:
+        return self.labels.get(COMPOSE_PROJECT_LABEL, "")
+
+    @property
+    def compose_service(self) -> str:
+        return self.labels.get(COMPOSE_SERVICE_LABEL, "")
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    id: str
+    host_name: str
+    server_version: str
+    api_version: str
+    storage_driver: str
+    docker_root_dir: str
+    volume_plugins: tuple[str, ...]
+    containers: int
+    images: int
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    volume_sizes: dict[str, int]  # name -> bytes (volumes whose driver reports no size are absent)
+    container_sizes: dict[str, int]  # container id -> bytes of the writable layer
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _parse_time(value) -> datetime | None:
+    if value in (None, "", 0):
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    text = str(value)
+    # "2024-05-01T10:20:30.123456789Z" / "+02:00": Python wants at most microseconds.
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", text)
+    if not match:
+        return None
+    base, frac, tz = match.groups()
+    frac = (frac or ".0")[:7]
+    tz = "+00:00" if tz in (None, "Z") else tz
+    try:
+        return datetime.fromisoformat(base + frac + tz).astimezone(timezone.utc)
+    except ValueError:
+        return None
+
+
+def _text(value, limit: int = 4096) -> str:
+    """Names and labels come from the engine: keep them strings of sane length."""
+    if value is None:
+        return ""
+    return str(value)[:limit]
+
+
+def _str_dict(value) -> dict:
+    if not isinstance(value, dict):
+        return {}
+    return {_text(k, 1024): _text(v) for k, v in value.items()}
+
+
+def _volume_from_api(data: dict) -> EngineVolume:
+    return EngineVolume(
+        name=_text(data.get("Name"), 255),
+        driver=_text(data.get("Driver"), 255),
+        mountpoint=_text(data.get("Mountpoint")),
+        scope=_text(data.get("Scope"), 32),
+        options=_str_dict(data.get("Options")),
+        labels=_str_dict(data.get("Labels")),
+        created_at=_parse_time(data.get("CreatedAt")),
+        status=data.get("Status") if isinstance(data.get("Status"), dict) else {},
+    )
+
+
+def _mount_from_api(data: dict) -> EngineMount:
+    kind = _text(data.get("Type"), 16) or "volume"
+    volume_name = _text(data.get("Name"), 255) if kind == "volume" else ""
+    return EngineMount(
+        kind=kind,
+        source=volume_name if kind == "volume" else _text(data.get("Source")),
+        destination=_text(data.get("Destination")),
+        read_only=not data.get("RW", True),
+        volume_name=volume_name,
+    )
+
+
+def _container_from_api(data: dict) -> EngineContainer:
+    names = data.get("Names") or []
+    name = _text(names[0] if names else data.get("Id", "")[:12], 255).lstrip("/")
+    return EngineContainer(
+        id=_text(data.get("Id"), 64),
+        name=name,
+        image=_text(data.get("Image"), 512),
+        state=_text(data.get("State"), 32),
+        status=_text(data.get("Status"), 255),
+        labels=_str_dict(data.get("Labels")),
+        created_at=_parse_time(data.get("Created")),
+        mounts=tuple(_mount_from_api(m) for m in (data.get("Mounts") or []) if isinstance(m, dict)),
+    )
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    text = exc.explanation or str(exc)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return str(text)
+
+
+@contextmanager
+def _translate(action: str):
+    """Turn docker/requests exceptions into ours, naming what we were doing."""
+    try:
+        yield
+    except docker.errors.NotFound as exc:
+        raise NotFound(f"{action}: {_explain(exc)}") from exc
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:
+            raise Conflict(f"{action}: {_explain(exc)}") from exc
+        raise EngineError(f"{action}: {_explain(exc)}") from exc
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise EngineUnavailable(f"{action}: the Docker Engine did not answer ({_short(exc)}).") from exc
+    except docker.errors.DockerException as exc:
+        raise EngineUnavailable(f"{action}: {_short(exc)}") from exc
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+# --- the client ---------------------------------------------------------------------
+
+_clients: dict[int, docker.DockerClient] = {}
+_clients_lock = threading.Lock()
+
+
+def _client() -> docker.DockerClient:
+    """One client per process (Celery's prefork children each get their own)."""
+    pid = os.getpid()
+    client = _clients.get(pid)
+    if client is not None:
+        return client
+    with _clients_lock:
+        client = _clients.get(pid)
+        if client is None:
+            environment = dict(os.environ)
+            if settings.DOCKER_HOST:
+                environment["DOCKER_HOST"] = settings.DOCKER_HOST
+            where = environment.get("DOCKER_HOST") or "the default socket (/var/run/docker.sock)"
+            try:
+                client = docker.from_env(environment=environment, timeout=settings.DOCKER_TIMEOUT)
+            except docker.errors.DockerException as exc:
+                raise EngineUnavailable(
+                    f"Cannot reach the Docker Engine at {where}: {_short(exc)}. "
+                    "Is dockerd running, and may this user use its socket?"
+                ) from exc
+            _clients[pid] = client
+    return client
+
+
+def reset_client() -> None:
+    with _clients_lock:
+        client = _clients.pop(os.getpid(), None)
+    if client is not None:
+        try:
+            client.close()
+        except Exception:
+            pass
+
+
+def api():
+    return _client().api
+
+
+# --- inventory ----------------------------------------------------------------------
+
+
+def ping() -> bool:
+    with _translate("Pinging the engine"):
+        return bool(api().ping())
+
+
+def info() -> EngineInfo:
+    with _translate("Reading engine information"):
+        data = api().info()
+        version = api().version()
+    plugins = (data.get("Plugins") or {}).get("Volume") or []
+    return EngineInfo(
+        id=_text(data.get("ID"), 255),
+        host_name=_text(data.get("Name"), 255),
+        server_version=_text(data.get("ServerVersion"), 64),
+        api_version=_text(version.get("ApiVersion"), 16),
+        storage_driver=_text(data.get("Driver"), 64),
+        docker_root_dir=_text(data.get("DockerRootDir")),
+        volume_plugins=tuple(_text(p, 255) for p in plugins),
+        containers=int(data.get("Containers") or 0),
+        images=int(data.get("Images") or 0),
+    )
+
+
+def list_volumes() -> list[EngineVolume]:
+    with _translate("Listing volumes"):
+        data = api().volumes()
+    return [_volume_from_api(v) for v in (data.get("Volumes") or []) if isinstance(v, dict) and v.get("Name")]
+
+
+def list_containers() -> list[EngineContainer]:
+    with _translate("Listing containers"):
+        data = api().containers(all=True)
+    return [_container_from_api(c) for c in data if isinstance(c, dict) and c.get("Id")]
+
+
+def disk_usage() -> DiskUsage:
+    """The engine's `system df`: costly on big hosts (it walks every volume)."""
+    with _translate("Measuring disk usage"):
+        data = api().df()
+    volume_sizes = {}
+    for v in data.get("Volumes") or []:
+        size = (v.get("UsageData") or {}).get("Size", -1)
+        if isinstance(size, int) and size >= 0 and v.get("Name"):
+            volume_sizes[_text(v["Name"], 255)] = size
+    container_sizes = {}
+    for c in data.get("Containers") or []:
+        size = c.get("SizeRw")
+        if isinstance(size, int) and size >= 0 and c.get("Id"):
+            container_sizes[c["Id"]] = size
+    return DiskUsage(volume_sizes=volume_sizes, container_sizes=container_sizes)
+
+
+def inspect_volume(name: str) -> EngineVolume:
+    with _translate(f"Inspecting volume {name}"):
+        return _volume_from_api(api().inspect_volume(name))
+
+
+def volume_exists(name: str) -> bool:
+    try:
+        inspect_volume(name)
+    except NotFound:
+        return False
+    return True
+
+
+def create_volume(*, name: str | None, driver: str, options: dict, labels: dict) -> EngineVolume:
+    with _translate(f"Creating volume {name or '(generated name)'}"):
+        data = api().create_volume(name=name or None, driver=driver, driver_opts=options or None, labels=labels or None)
+    return _volume_from_api(data)
+
+
+def remove_volume(name: str) -> None:
+    with _translate(f"Removing volume {name}"):
+        api().remove_volume(name, force=False)
+
+
+def inspect_container(container_id: str) -> EngineContainer:
+    with _translate(f"Inspecting container {container_id[:12]}"):
+        data = api().inspect_container(container_id)
+    state = data.get("State") or {}
+    config = data.get("Config") or {}
+    return EngineContainer(
+        id=_text(data.get("Id"), 64),
+        name=_text(data.get("Name"), 255).lstrip("/"),
+        image=_text(config.get("Image"), 512),
+        state=_text(state.get("Status"), 32),
+        status=_text(state.get("Status"), 255),
+        labels=_str_dict(config.get("Labels")),
+        created_at=_parse_time(data.get("Created")),
+        mounts=tuple(_mount_from_api(m) for m in (data.get("Mounts") or []) if isinstance(m, dict)),
+    )
+
+
+def container_tmpfs(container_id: str) -> dict[str, str]:
+    """`--tmpfs` mounts (HostConfig.Tmpfs: destination -> options); the list call omits them."""
+    with _translate(f"Inspecting container {container_id[:12]}"):
+        data = api().inspect_container(container_id)
+    tmpfs = (data.get("HostConfig") or {}).get("Tmpfs") or {}
+    return {_text(k): _text(v) for k, v in tmpfs.items()} if isinstance(tmpfs, dict) else {}
+
+
+def stop_container(container_id: str, *, timeout: int = 30) -> None:
+    with _translate(f"Stopping container {container_id[:12]}"):
+        api().stop(container_id, timeout=timeout)
+
+
+def start_container(container_id: str) -> None:
+    with _translate(f"Starting container {container_id[:12]}"):
+        api().start(container_id)
+
+
+def events(*, since: datetime | None = None, types: Iterable[str] = ("volume", "container")) -> Iterator[dict]:
+    """Engine events as dicts, until the stream breaks (then raises EngineUnavailable)."""
+    with _translate("Reading engine events"):
+        stream = api().events(since=since, filters={"type": list(types)}, decode=True)
+    try:
+        with _translate("Reading engine events"):
+            yield from stream
+    finally:
+        try:
+            stream.close()
+        except Exception:
+            pass
+
+
+# --- helper containers: archives of volumes -----------------------------------------
+
+HELPER_LABEL = "cargohold.helper"
+MOUNT_POINT = "/data"
+
+
+def ensure_helper_image() -> str:
+    """The helper image must exist locally; pull it where pulls work."""
+    image = settings.HELPER_IMAGE
+    with _translate(f"Looking for helper image {image}"):
+        try:
+            api().inspect_image(image)
+            return image
+        except docker.errors.ImageNotFound:
+            pass
+    try:
+        with _translate(f"Pulling helper image {image}"):
+            repository, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "latest")
+            api().pull(repository, tag=tag or "latest")
+    except EngineError as exc:
+        raise EngineError(
+            f"The helper image {image} is not on this host and could not be pulled ({exc}). "
+            "Set CARGOHOLD_HELPER_IMAGE to an image that is, or run `make setup` to build one."
+        ) from exc
+    return image
+
+
+@contextmanager
+def helper_container(
+    volume_name: str, *, read_only: bool, command: list[str] | None = None, purpose: str = "", job_id: int | None = None
+):
+    """A container with the volume at /data, created (not started) and always removed.
+
+    The volume must exist: creating a container with an unknown volume name would
+    silently create an empty volume.
+    """
+    inspect_volume(volume_name)
+    image = ensure_helper_image()
+    binds = {volume_name: {"bind": MOUNT_POINT, "mode": "ro" if read_only else "rw"}}
+    with _translate(f"Creating a helper container for volume {volume_name}"):
+        host_config = api().create_host_config(binds=binds, network_mode="none")
+        created = api().create_container(
+            image,
+            command=command or ["true"],
+            host_config=host_config,
+            labels={
+                HELPER_LABEL: purpose or "archive",
+                "cargohold.volume": volume_name,
+                "cargohold.job": str(job_id or ""),
+            },
+            network_disabled=True,
+        )
+    container_id = created["Id"]
+    try:
+        yield container_id
+    finally:
+        try:
+            with _translate(f"Removing helper container {container_id[:12]}"):
+                api().remove_container(container_id, force=True, v=False)
+        except EngineError:
+            logger.warning("could not remove helper container %s; the sweep will", container_id[:12])
+
+
+def archive_stream(container_id: str, *, path: str = MOUNT_POINT, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The engine's tar stream of `path` in the container (members under `data/`)."""
+    with _translate("Reading the volume's archive stream"):
+        stream, _stat = api().get_archive(container_id, path, chunk_size=chunk_size)
+    with _translate("Reading the volume's archive stream"):
+        yield from stream
+
+
+def put_archive(container_id: str, data: Iterable[bytes] | bytes, *, path: str = "/") -> None:
+    """Send an uncompressed tar stream to the engine, extracted at `path` in the container."""
+    with _translate("Writing the archive into the volume"):
+        ok = api().put_archive(container_id, path, data)
+    if not ok:
+        raise EngineError("The engine refused the archive.")
+
+
+def run_helper(
+    volume_name: str, command: list[str], *, timeout: int = 600, purpose: str = "", job_id: int | None = None
+) -> str:
+    """Run `command` in a helper container with the volume mounted read-write at /data."""
+    with helper_container(volume_name, read_only=False, command=command, purpose=purpose, job_id=job_id) as cid:
+        with _translate(f"Running a helper in volume {volume_name}"):
+            api().start(cid)
+            outcome = api().wait(cid, timeout=timeout)
+            logs = api().logs(cid, stdout=True, stderr=True, tail=50).decode("utf-8", "replace")
+    code = outcome.get("StatusCode", -1) if isinstance(outcome, dict) else -1
+    if code != 0:
+        raise EngineError(f"The helper command failed in volume {volume_name} (exit {code}): {logs.strip()[-500:]}")
+    return logs
+
+
+def remove_leftover_helpers(*, active_job_ids: set[int]) -> int:
+    """Remove helper containers a crash left behind (their job is no longer active)."""
+    with _translate("Listing helper containers"):
+        leftovers = api().containers(all=True, filters={"label": HELPER_LABEL})
+    removed = 0
+    for c in leftovers:
+        job = (c.get("Labels") or {}).get("cargohold.job", "")
+        if job.isdigit() and int(job) in active_job_ids:
+            continue
+        try:
+            with _translate("Removing a leftover helper container"):
+                api().remove_container(c["Id"], force=True)
+            removed += 1
+        except EngineError:
+            pass
+    return removed

@@ -1,0 +1,93 @@
+"""Reads for the pages: database only, shaped for the templates."""
+
+from dataclasses import dataclass
+
+from django.core.paginator import Paginator
+from django.db.models import F, Prefetch, Q, QuerySet
+
+from volumes.models import Container, Mount, Volume
+
+VOLUME_SORTS = {
+    "name": ("name",),
+    "-name": ("-name",),
+    "size": (F("size_bytes").asc(nulls_first=True), "name"),
+    "-size": (F("size_bytes").desc(nulls_last=True), "name"),
+    "created": (F("created_at").asc(nulls_first=True), "name"),
+    "-created": (F("created_at").desc(nulls_last=True), "name"),
+    "containers": ("container_count", "name"),
+    "-containers": ("-container_count", "name"),
+}
+PAGE_SIZE = 50
+
+
+@dataclass
+class VolumeFilters:
+    q: str = ""
+    usage: str = ""  # "", "used", "unused"
+    kind: str = ""  # "", "named", "anonymous"
+    sort: str = "name"
+    show_gone: bool = False
+
+    @classmethod
+    def from_query(cls, params) -> "VolumeFilters":
+        sort = params.get("sort", "name")
+        return cls(
+            q=params.get("q", "").strip()[:200],
+            usage=params.get("usage", "") if params.get("usage") in ("used", "unused") else "",
+            kind=params.get("kind", "") if params.get("kind") in ("named", "anonymous") else "",
+            sort=sort if sort in VOLUME_SORTS else "name",
+            show_gone=params.get("gone") == "1",
+        )
+
+
+def volume_list(*, filters: VolumeFilters) -> QuerySet[Volume]:
+    qs = Volume.objects.all()
+    if not filters.show_gone:
+        qs = qs.filter(gone_since__isnull=True)
+    if filters.q:
+        qs = qs.filter(search_text__contains=filters.q.lower())
+    if filters.usage == "used":
+        qs = qs.filter(container_count__gt=0)
+    elif filters.usage == "unused":
+        qs = qs.filter(container_count=0)
+    if filters.kind:
+        qs = qs.filter(anonymous=filters.kind == "anonymous")
+    return qs.order_by(*VOLUME_SORTS[filters.sort]).only(
+        "name", "driver", "size_bytes", "size_measured_at", "container_count", "anonymous", "labels",
+        "created_at", "gone_since",
+    )
+
+
+def volume_page(*, filters: VolumeFilters, page: str | int | None):
+    return Paginator(volume_list(filters=filters), PAGE_SIZE).get_page(page)
+
+
+def volume_detail(*, name: str) -> Volume | None:
+    return Volume.objects.filter(name=name).first()
+
+
+def volume_mounts(*, volume: Volume) -> list[Mount]:
+    return list(
+        Mount.objects.filter(volume=volume, container__gone_since__isnull=True)
+        .select_related("container")
+        .order_by("container__name", "destination")
+    )
+
+
+def container_list(*, q: str = "", project: str = "") -> QuerySet[Container]:
+    qs = Container.objects.present()
+    if q:
+        qs = qs.filter(Q(name__icontains=q) | Q(image__icontains=q) | Q(compose_project__icontains=q))
+    if project:
+        qs = qs.filter(compose_project=project)
+    return qs.prefetch_related(
+        Prefetch("mounts", queryset=Mount.objects.select_related("volume").order_by("destination"))
+    ).order_by("compose_project", "name")
+
+
+def container_detail(*, engine_id_or_name: str) -> Container | None:
+    return (
+        Container.objects.filter(Q(engine_id=engine_id_or_name) | Q(name=engine_id_or_name))
+        .order_by("gone_since")
+        .first()
+    )

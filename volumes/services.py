@@ -1,0 +1,284 @@
+"""Writers of the mirror. Worker-side only: these call the engine."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from volumes import engine
+from volumes.models import Container, EngineStatus, Mount, Volume
+
+logger = logging.getLogger(__name__)
+
+_VOLUME_FIELDS = ("driver", "mountpoint", "scope", "options", "labels", "status", "created_at", "anonymous")
+_CONTAINER_FIELDS = (
+    "name", "image", "state", "status", "labels", "compose_project", "compose_service", "created_at",
+)
+
+
+@dataclass
+class SyncResult:
+    volumes_added: int = 0
+    volumes_updated: int = 0
+    volumes_gone: int = 0
+    containers_added: int = 0
+    containers_updated: int = 0
+    containers_gone: int = 0
+    mounts_added: int = 0
+    mounts_removed: int = 0
+    duration_ms: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return any(
+            (self.volumes_added, self.volumes_updated, self.volumes_gone, self.containers_added,
+             self.containers_updated, self.containers_gone, self.mounts_added, self.mounts_removed)
+        )
+
+    def __str__(self):
+        return (
+            f"volumes +{self.volumes_added} ~{self.volumes_updated} -{self.volumes_gone}, "
+            f"containers +{self.containers_added} ~{self.containers_updated} -{self.containers_gone}, "
+            f"mounts +{self.mounts_added} -{self.mounts_removed} in {self.duration_ms} ms"
+        )
+
+
+def _search_text(name: str, labels: dict) -> str:
+    return " ".join([name.lower()] + [f"{k}={v}".lower() for k, v in labels.items()])
+
+
+def _record_failure(exc: Exception) -> None:
+    status = EngineStatus.get()
+    status.last_attempt_at = timezone.now()
+    status.last_error = str(exc)
+    status.save(update_fields=["last_attempt_at", "last_error"])
+
+
+def mirror_sync() -> SyncResult:
+    """Reconcile the mirror with the engine: add, update, mark gone; never delete referenced rows.
+
+    Reads the engine first (two list calls, no per-object inspect), then writes only
+    the differences in one transaction, so a sync with nothing new writes nothing but
+    the status row. Engine errors are recorded on EngineStatus and re-raised.
+    """
+    started = time.monotonic()
+    try:
+        engine_volumes = engine.list_volumes()
+        # Our own short-lived helper containers are not part of the user's inventory.
+        engine_containers = [c for c in engine.list_containers() if engine.HELPER_LABEL not in c.labels]
+        engine_info = engine.info()
+    except engine.EngineError as exc:
+        _record_failure(exc)
+        raise
+    now = timezone.now()
+    result = SyncResult()
+    with transaction.atomic():
+        _sync_volumes(engine_volumes, now, result)
+        _sync_containers(engine_containers, now, result)
+        _sync_mounts(engine_containers, result)
+        _update_container_counts()
+        status = EngineStatus.get()
+        status.engine_id = engine_info.id
+        status.host_name = engine_info.host_name
+        status.server_version = engine_info.server_version
+        status.api_version = engine_info.api_version
+        status.storage_driver = engine_info.storage_driver
+        status.docker_root_dir = engine_info.docker_root_dir
+        status.volume_plugins = list(engine_info.volume_plugins)
+        status.last_attempt_at = now
+        status.last_success_at = now
+        status.last_error = ""
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        status.last_sync_ms = result.duration_ms
+        status.save()
+    if result.changed:
+        logger.info("mirror sync: %s", result)
+    return result
+
+
+def _sync_volumes(engine_volumes, now, result: SyncResult) -> None:
+    existing = {v.name: v for v in Volume.objects.all()}
+    seen = set()
+    to_create, to_update = [], []
+    for ev in engine_volumes:
+        seen.add(ev.name)
+        values = {
+            "driver": ev.driver,
+            "mountpoint": ev.mountpoint,
+            "scope": ev.scope,
+            "options": ev.options,
+            "labels": ev.labels,
+            "status": ev.status,
+            "created_at": ev.created_at,
+            "anonymous": ev.anonymous,
+        }
+        row = existing.get(ev.name)
+        if row is None:
+            to_create.append(
+                Volume(name=ev.name, last_seen_at=now, search_text=_search_text(ev.name, ev.labels), **values)
+            )
+            continue
+        changed = row.gone_since is not None or any(getattr(row, f) != values[f] for f in _VOLUME_FIELDS)
+        if changed:
+            for f, value in values.items():
+                setattr(row, f, value)
+            row.gone_since = None
+            row.search_text = _search_text(ev.name, ev.labels)
+            row.last_seen_at = now
+            to_update.append(row)
+    Volume.objects.bulk_create(to_create, batch_size=500)
+    Volume.objects.bulk_update(
+        to_update, [*_VOLUME_FIELDS, "gone_since", "search_text", "last_seen_at"], batch_size=500
+    )
+    gone = [name for name, row in existing.items() if name not in seen and row.gone_since is None]
+    if gone:
+        Volume.objects.filter(name__in=gone).update(gone_since=now, container_count=0)
+    result.volumes_added += len(to_create)
+    result.volumes_updated += len(to_update)
+    result.volumes_gone += len(gone)
+
+
+def _sync_containers(engine_containers, now, result: SyncResult) -> None:
+    existing = {c.engine_id: c for c in Container.objects.all()}
+    seen = set()
+    to_create, to_update = [], []
+    for ec in engine_containers:
+        seen.add(ec.id)
+        values = {
+            "name": ec.name,
+            "image": ec.image,
+            "state": ec.state,
+            "status": ec.status,
+            "labels": ec.labels,
+            "compose_project": ec.compose_project,
+            "compose_service": ec.compose_service,
+            "created_at": ec.created_at,
+        }
+        row = existing.get(ec.id)
+        if row is None:
+            to_create.append(Container(engine_id=ec.id, last_seen_at=now, **values))
+            continue
+        # "Up 5 minutes" changes every minute; only count it as a change with the state.
+        changed = row.gone_since is not None or any(
+            getattr(row, f) != values[f] for f in _CONTAINER_FIELDS if f != "status"
+        )
+        if changed or row.status != ec.status:
+            for f, value in values.items():
+                setattr(row, f, value)
+            row.gone_since = None
+            row.last_seen_at = now
+            to_update.append(row)
+            if changed:
+                result.containers_updated += 1
+    for row in to_create + [c for c in existing.values() if c.host_tmpfs is None and c.engine_id in seen]:
+        try:
+            row.host_tmpfs = engine.container_tmpfs(row.engine_id)
+        except engine.NotFound:  # removed since the list call: the next sync marks it gone
+            row.host_tmpfs = {}
+        if row.pk and row not in to_update:
+            to_update.append(row)
+    Container.objects.bulk_create(to_create, batch_size=500)
+    Container.objects.bulk_update(
+        to_update, [*_CONTAINER_FIELDS, "host_tmpfs", "gone_since", "last_seen_at"], batch_size=500
+    )
+    gone = [cid for cid, row in existing.items() if cid not in seen and row.gone_since is None]
+    if gone:
+        Container.objects.filter(engine_id__in=gone).update(gone_since=now, state="removed")
+        Mount.objects.filter(container__engine_id__in=gone).delete()
+    result.containers_added += len(to_create)
+    result.containers_gone += len(gone)
+
+
+def _sync_mounts(engine_containers, result: SyncResult) -> None:
+    containers = {
+        engine_id: (pk, tmpfs or {})
+        for engine_id, pk, tmpfs in Container.objects.present().values_list("engine_id", "pk", "host_tmpfs")
+    }
+    volume_pk = dict(Volume.objects.present().values_list("name", "pk"))
+    wanted: dict[tuple, int | None] = {}
+    for ec in engine_containers:
+        if ec.id not in containers:
+            continue
+        cpk, tmpfs = containers[ec.id]
+        for m in ec.mounts:
+            key = (cpk, m.kind, m.source, m.destination, m.read_only)
+            wanted[key] = volume_pk.get(m.volume_name) if m.volume_name else None
+        for destination, opts in tmpfs.items():
+            read_only = "ro" in [o.strip() for o in opts.split(",")]
+            wanted[(cpk, "tmpfs", "", destination, read_only)] = None
+    existing = {}
+    stale_ids = []
+    for mount in Mount.objects.filter(container__gone_since__isnull=True):
+        if mount.key in wanted and mount.key not in existing and mount.volume_id == wanted[mount.key]:
+            existing[mount.key] = mount
+        else:
+            stale_ids.append(mount.pk)
+    if stale_ids:
+        Mount.objects.filter(pk__in=stale_ids).delete()
+    new = [
+        Mount(container_id=key[0], kind=key[1], source=key[2], destination=key[3], read_only=key[4], volume_id=vpk)
+        for key, vpk in wanted.items()
+        if key not in existing
+    ]
+    Mount.objects.bulk_create(new, batch_size=500)
+    result.mounts_added += len(new)
+    result.mounts_removed += len(stale_ids)
+
+
+def _update_container_counts() -> None:
+    counts = dict(
+        Volume.objects.present()
+        .annotate(n=Count("mounts__container", filter=Q(mounts__container__gone_since__isnull=True), distinct=True))
+        .values_list("pk", "n")
+    )
+    current = dict(Volume.objects.present().values_list("pk", "container_count"))
+    changed = [Volume(pk=pk, container_count=n) for pk, n in counts.items() if current.get(pk) != n]
+    Volume.objects.bulk_update(changed, ["container_count"], batch_size=500)
+
+
+def sizes_refresh() -> int:
+    """Store the engine's disk-usage figures for volumes and writable layers.
+
+    Costly on big hosts (the engine walks every local volume), so it runs on its own,
+    slower schedule (SIZE_REFRESH_SECONDS). Returns how many volumes got a size.
+    """
+    started = time.monotonic()
+    try:
+        usage = engine.disk_usage()
+    except engine.EngineError as exc:
+        status = EngineStatus.get()
+        status.sizes_error = str(exc)
+        status.save(update_fields=["sizes_error"])
+        raise
+    now = timezone.now()
+    with transaction.atomic():
+        volumes = list(Volume.objects.filter(name__in=list(usage.volume_sizes)))
+        for v in volumes:
+            v.size_bytes = usage.volume_sizes[v.name]
+            v.size_measured_at = now
+        Volume.objects.bulk_update(volumes, ["size_bytes", "size_measured_at"], batch_size=500)
+        containers = list(Container.objects.filter(engine_id__in=list(usage.container_sizes)))
+        for c in containers:
+            c.size_rw = usage.container_sizes[c.engine_id]
+            c.size_measured_at = now
+        Container.objects.bulk_update(containers, ["size_rw", "size_measured_at"], batch_size=500)
+        status = EngineStatus.get()
+        status.sizes_measured_at = now
+        status.sizes_ms = int((time.monotonic() - started) * 1000)
+        status.sizes_error = ""
+        status.save(update_fields=["sizes_measured_at", "sizes_ms", "sizes_error"])
+    return len(volumes)
+
+
+def mirror_sync_quietly() -> SyncResult | None:
+    """After a change Cargohold made: refresh the mirror, but never fail the job for it."""
+    try:
+        return mirror_sync()
+    except Exception:
+        logger.exception("mirror sync after a change failed")
+        return None
