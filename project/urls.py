@@ -8,5 +8,6 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("", include("volumes.urls")),
+    path("", include("jobs.urls")),
     path("", include("backups.urls")),
 ]
