@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,8 @@ def make_user(db):
 
     def make(role: str | None, username: str | None = None, password: str = "pw-for-tests-1"):
         ensure_roles()
-        user = get_user_model().objects.create_user(username=username or f"{(role or 'norole').lower()}-user", password=password)
+        username = username or f"{(role or 'norole').lower()}-{uuid.uuid4().hex[:6]}"
+        user = get_user_model().objects.create_user(username=username, password=password)
         if role:
             user.groups.add(Group.objects.get(name=role))
         return user
