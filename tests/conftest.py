@@ -30,6 +30,12 @@ def wait_for(predicate, *, timeout: float = 30, interval: float = 0.2, message: 
 # --- database ----------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings():
+    """No xdist suffix: each pytest process already has its own database file (envsetup),
+    and the worker processes we start must find it under the same name."""
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _clean_var_dir():
     yield
