@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "jobs",
     "volumes",
     "backups",
+    "insights",
 ]
 
 MIDDLEWARE = [
@@ -181,3 +182,24 @@ JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 60)
 LOCK_TTL_SECONDS = env_int("LOCK_TTL_SECONDS", 120)
 # Extra task modules for the worker (the test suite registers demo tasks this way).
 CELERY_IMPORTS = env_list("CELERY_EXTRA_IMPORTS", "")
+
+# --- Insights: usage history, overview, risks -----------------------------------------
+# The sampler reuses the size refresh's measurement when it is fresh (see insights.services).
+USAGE_SAMPLE_SECONDS = env_int("USAGE_SAMPLE_SECONDS", 600)
+# Samples are thinned (all for 48 h, hourly for 7 days, daily after) and dropped after this.
+USAGE_HISTORY_DAYS = env_int("USAGE_HISTORY_DAYS", 90)
+RISK_WRITABLE_LAYER_BYTES = env_int("RISK_WRITABLE_LAYER_BYTES", 100 * 1024 * 1024)
+RISK_ANONYMOUS_VOLUME_BYTES = env_int("RISK_ANONYMOUS_VOLUME_BYTES", 1024 * 1024)
+RISK_BACKUP_MAX_AGE_DAYS = env_int("RISK_BACKUP_MAX_AGE_DAYS", 7)
+# Host paths flagged like /etc when bind-mounted (comma-separated), besides the built-in ones.
+RISK_SENSITIVE_PATHS = env_list("RISK_SENSITIVE_PATHS", "")
+CELERY_BEAT_SCHEDULE["sample-usage"] = {
+    "task": "insights.tasks.sample_usage",
+    "schedule": timedelta(seconds=USAGE_SAMPLE_SECONDS),
+    "options": {"expires": USAGE_SAMPLE_SECONDS},
+}
+CELERY_BEAT_SCHEDULE["thin-usage"] = {
+    "task": "insights.tasks.thin_usage",
+    "schedule": timedelta(hours=1),
+    "options": {"expires": 3600},
+}

@@ -1,0 +1,223 @@
+"""Where data is at risk: rules from the volume best practices, as pure functions.
+
+Each rule looks at the mirror's records (the same rows the graph uses) and returns
+findings; each kind carries why it matters and what to do, shown once above its list.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.template.defaultfilters import filesizeformat
+
+from insights.graph import ContainerRow, MountRow, VolumeRow
+
+HIGH, MEDIUM, LOW = "high", "medium", "low"
+SEVERITY_ORDER = {HIGH: 0, MEDIUM: 1, LOW: 2}
+
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+
+
+@dataclass(frozen=True)
+class Kind:
+    slug: str
+    title: str
+    why: str
+    todo: str
+
+
+KINDS = {
+    k.slug: k
+    for k in [
+        Kind(
+            "sensitive-bind",
+            "Bind mounts of sensitive host paths",
+            "A container that can reach the Docker socket controls the engine, and with it the host as root "
+            "(it can start a privileged container that mounts /); a read-only mount does not help, the socket still "
+            "takes commands. A mount of /, /etc or the Docker data root lets the container read secrets and "
+            "change the host's configuration or other containers' data behind Docker's back.",
+            "Remove the mount unless the container truly needs it. Mount only the one file or folder needed, "
+            "read-only. For tools that need the engine, put a socket proxy that allows only the calls they use "
+            "in front of it.",
+        ),
+        Kind(
+            "rw-shared",
+            "Volumes written by several containers",
+            "Two processes writing the same files without coordinating corrupt them: most databases and "
+            "SQLite files assume a single writer. A backup taken while several writers run is also harder to "
+            "make consistent.",
+            "Mount the volume read-only everywhere except in the one container that owns the data, or make sure "
+            "the software is built for shared access (and stop all writers for a consistent backup).",
+        ),
+        Kind(
+            "writable-layer",
+            "Containers with a large writable layer",
+            "Files a container writes outside its volumes live in its writable layer: they are lost when the "
+            "container is removed or recreated (a `docker compose up` after an image update does that), are "
+            "not in any volume backup, and are slower to write through the storage driver.",
+            "Run `docker diff <container>` to see which paths it writes, then mount a named volume there "
+            "(or a tmpfs for scratch data) and recreate the container.",
+        ),
+        Kind(
+            "anonymous-data",
+            "Anonymous volumes that hold data",
+            "An anonymous volume has a random name nobody will recognise. `docker compose down -v`, "
+            "`docker run --rm` and `docker volume prune` remove it, and a recreated container gets a new, "
+            "empty one while the old data sits orphaned.",
+            "Copy the data into a named volume and mount that instead (in Compose, declare a named volume for "
+            "the path), then back it up.",
+        ),
+        Kind(
+            "no-backup",
+            "Volumes without a recent backup",
+            "A volume is one disk failure, one mistaken `docker volume rm` or one bad migration away from "
+            "losing its data, and nothing can bring it back without a backup.",
+            "Back it up now and give it a schedule, or label it as disposable if it only holds caches.",
+        ),
+    ]
+}
+
+
+@dataclass
+class Finding:
+    kind: str
+    severity: str
+    subject_type: str  # "volume" / "container"
+    subject: str
+    detail: str
+
+
+@dataclass
+class FindingGroup:
+    kind: Kind
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def severity(self) -> str:
+        return min((f.severity for f in self.findings), key=SEVERITY_ORDER.__getitem__, default=LOW)
+
+
+@dataclass(frozen=True)
+class RiskSettings:
+    writable_layer_bytes: int = 100 * 1024 * 1024
+    anonymous_volume_bytes: int = 1024 * 1024
+    backup_max_age: timedelta = timedelta(days=7)
+    extra_sensitive_paths: tuple[str, ...] = ()
+
+
+def _norm(path: str) -> str:
+    path = posixpath.normpath("/" + (path or "").lstrip("/"))
+    return "/" + path.lstrip("/")
+
+
+def _inside(path: str, parent: str) -> bool:
+    return path == parent or parent == "/" or path.startswith(parent.rstrip("/") + "/")
+
+
+def sensitive_reason(source: str, *, data_root: str = "", extra: tuple[str, ...] = ()) -> str | None:
+    """Why a bind of `source` exposes the host, or None. Mounting a parent exposes what is in it."""
+    path = _norm(source)
+    if path == "/":
+        return "the host's whole filesystem"
+    for sock in DOCKER_SOCKETS:
+        if _inside(sock, path):
+            return "the Docker socket (full control of the engine)" if path == sock else f"{path}, which holds the Docker socket"
+    if data_root:
+        root = _norm(data_root)
+        if _inside(path, root):
+            return f"the Docker data root ({root})"
+        if _inside(root, path):
+            return f"{path}, which holds the Docker data root ({root})"
+    if _inside(path, "/etc"):
+        return "the host's configuration (/etc)"
+    for other in extra:
+        other = _norm(other)
+        if _inside(path, other) or _inside(other, path):
+            return f"{path} (listed as sensitive)"
+    return None
+
+
+def find_risks(
+    *,
+    volumes: list[VolumeRow],
+    containers: list[ContainerRow],
+    mounts: list[MountRow],
+    data_root: str = "",
+    last_backup: dict[int, datetime] | None = None,
+    now: datetime,
+    config: RiskSettings = RiskSettings(),
+) -> list[FindingGroup]:
+    """All findings, grouped by kind, worst first. `last_backup` None: no backup feature."""
+    container_by_id = {c.id: c for c in containers}
+    volume_by_id = {v.id: v for v in volumes}
+    findings: list[Finding] = []
+
+    writers: dict[int, set[int]] = defaultdict(set)
+    users: dict[int, set[int]] = defaultdict(set)
+    for m in mounts:
+        container = container_by_id.get(m.container_id)
+        if container is None:
+            continue
+        if m.kind == "volume" and m.volume_id in volume_by_id:
+            users[m.volume_id].add(m.container_id)
+            if not m.read_only:
+                writers[m.volume_id].add(m.container_id)
+        elif m.kind == "bind":
+            reason = sensitive_reason(m.source, data_root=data_root, extra=config.extra_sensitive_paths)
+            if reason:
+                socket = any(_inside(s, _norm(m.source)) for s in DOCKER_SOCKETS)
+                severity = HIGH if (socket or not m.read_only) else MEDIUM
+                mode = "read-only" if m.read_only else "read-write"
+                findings.append(Finding(
+                    "sensitive-bind", severity, "container", container.name,
+                    f"{m.source} is mounted {mode} at {m.destination}: {reason}.",
+                ))
+
+    for vid, ids in writers.items():
+        if len(ids) > 1:
+            names = sorted(container_by_id[c].name for c in ids)
+            findings.append(Finding(
+                "rw-shared", HIGH, "volume", volume_by_id[vid].name,
+                f"Written by {len(names)} containers: {', '.join(names)}.",
+            ))
+
+    for c in containers:
+        if c.size_rw is not None and c.size_rw >= config.writable_layer_bytes:
+            findings.append(Finding(
+                "writable-layer", MEDIUM, "container", c.name,
+                f"{filesizeformat(c.size_rw)} written outside volumes (image {c.image or '?'}, {c.state or '?'}).",
+            ))
+
+    for v in volumes:
+        if v.anonymous and v.size_bytes is not None and v.size_bytes >= config.anonymous_volume_bytes:
+            names = sorted(container_by_id[c].name for c in users[v.id])
+            where = f"mounted by {', '.join(names)}" if names else "not mounted: the next prune removes it"
+            findings.append(Finding(
+                "anonymous-data", MEDIUM if names else HIGH, "volume", v.name,
+                f"{filesizeformat(v.size_bytes)} of data, {where}.",
+            ))
+
+    if last_backup is not None:
+        for v in volumes:
+            at = last_backup.get(v.id)
+            if at is None:
+                detail, severity = "Never backed up.", HIGH if (v.size_bytes or 0) > 0 else LOW
+            elif now - at > config.backup_max_age:
+                days = (now - at).days
+                detail, severity = f"Last successful backup {days} day{'s' if days != 1 else ''} ago.", MEDIUM
+            else:
+                continue
+            if v.size_bytes is not None:
+                detail += f" {filesizeformat(v.size_bytes)} of data."
+            findings.append(Finding("no-backup", severity, "volume", v.name, detail))
+
+    groups: dict[str, FindingGroup] = {}
+    for f in findings:
+        groups.setdefault(f.kind, FindingGroup(kind=KINDS[f.kind])).findings.append(f)
+    for g in groups.values():
+        g.findings.sort(key=lambda f: (SEVERITY_ORDER[f.severity], f.subject))
+    kind_order = list(KINDS)
+    return sorted(groups.values(), key=lambda g: (SEVERITY_ORDER[g.severity], kind_order.index(g.kind.slug)))
