@@ -18,14 +18,20 @@ def _scrub(params: dict | None) -> dict:
             clean[key] = "***"
         elif isinstance(value, dict):
             clean[key] = _scrub(value)
-        elif isinstance(value, str) and "password=" in value.lower():
-            # Mount option strings such as "username=u,password=p,vers=3.0".
+        elif isinstance(value, str) and ("password=" in value.lower() or "pass=" in value.lower()):
+            # Mount option strings such as "username=u,password=p,vers=3.0" (CIFS also takes "pass=").
             clean[key] = ",".join(
-                "password=***" if part.lower().startswith("password=") else part for part in value.split(",")
+                part.split("=", 1)[0] + "=***" if part.lower().startswith(("password=", "pass=")) else part
+                for part in value.split(",")
             )
         else:
             clean[key] = value
     return clean
+
+
+def secrets_scrubbed(params: dict | None) -> dict:
+    """A copy of `params` with secret-looking values masked (for job rows, pages)."""
+    return _scrub(params)
 
 
 def audit_record(
@@ -38,8 +44,13 @@ def audit_record(
     result: str = AuditEvent.Result.OK,
     error: str = "",
     request=None,
+    actor_name: str = "",
 ) -> AuditEvent:
-    """Append one event to the audit trail. Never raises into the caller's flow."""
+    """Append one event to the audit trail. Never raises into the caller's flow.
+
+    `actor_name` names an actor that is not a user account (``cli:root``); an actor
+    account's own name wins.
+    """
     if actor is None and request is not None:
         actor = getattr(request, "user", None)
     if actor is not None and not getattr(actor, "is_authenticated", False):
@@ -49,7 +60,7 @@ def audit_record(
         ip = request.META.get("REMOTE_ADDR") or None
     return AuditEvent.objects.create(
         actor=actor,
-        actor_name=actor.get_username() if actor is not None else "",
+        actor_name=actor.get_username() if actor is not None else str(actor_name)[:150],
         action=action,
         object_type=object_type,
         object_name=str(object_name)[:512],

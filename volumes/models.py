@@ -54,6 +54,13 @@ class Volume(models.Model):
     def is_protected(self) -> bool:
         return str(self.labels.get("cargohold.protect", "")).lower() == "true"
 
+    @property
+    def display_options(self) -> dict:
+        """Driver options for pages, secrets masked (a CIFS password in `o`)."""
+        from accounts.services import secrets_scrubbed
+
+        return secrets_scrubbed(self.options)
+
 
 class ContainerQuerySet(models.QuerySet):
     def present(self):

@@ -91,3 +91,54 @@ def container_detail(*, engine_id_or_name: str) -> Container | None:
         .order_by("gone_since")
         .first()
     )
+
+
+# --- lifecycle: who uses a volume, what a prune would remove ------------------------
+
+
+def volume_users(*, volume: Volume) -> list[Container]:
+    """Containers (running or stopped) that mount the volume, as the mirror knows them."""
+    return list(
+        Container.objects.present().filter(mounts__volume=volume).distinct().order_by("name")
+    )
+
+
+@dataclass
+class PrunePreview:
+    include_named: bool
+    volumes: list[Volume]  # what would be removed
+    protected: list[Volume]  # unused but labelled cargohold.protect=true: kept
+    total_bytes: int
+    unmeasured: int  # volumes whose size is not known (not in the total)
+
+
+def _has_label(volume: Volume, label: str) -> bool:
+    key, sep, value = label.partition("=")
+    return key in volume.labels and (not sep or str(volume.labels[key]) == value)
+
+
+def prune_preview(*, include_named: bool, label: str = "") -> PrunePreview:
+    """Unused volumes a prune would remove: anonymous ones, or all with include_named.
+
+    `label` ("key" or "key=value") narrows it as `docker volume prune --filter label=` does.
+    From the mirror: the worker checks each one against the engine again before it
+    removes anything.
+    """
+    qs = Volume.objects.present().filter(container_count=0)
+    if not include_named:
+        qs = qs.filter(anonymous=True)
+    candidates = list(
+        qs.order_by(F("size_bytes").desc(nulls_last=True), "name").only(
+            "name", "driver", "labels", "anonymous", "size_bytes", "size_measured_at", "created_at"
+        )
+    )
+    if label:
+        candidates = [v for v in candidates if _has_label(v, label)]
+    volumes = [v for v in candidates if not v.is_protected]
+    return PrunePreview(
+        include_named=include_named,
+        volumes=volumes,
+        protected=[v for v in candidates if v.is_protected],
+        total_bytes=sum(v.size_bytes or 0 for v in volumes),
+        unmeasured=sum(1 for v in volumes if v.size_bytes is None),
+    )

@@ -1,10 +1,17 @@
+from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from accounts import roles
 from accounts.permissions import require
-from volumes import selectors
+from jobs import kinds
+from jobs.models import Job
+from project.errors import Refused
+from volumes import selectors, services
+from volumes.forms import PRESETS, PruneConfirmForm, VolumeCreateForm, VolumeRemoveForm
 
 
 def _get_volume_for_user(request, name: str):
@@ -47,3 +54,96 @@ def container_list(request):
     context = {"containers": containers, "q": q}
     template = "volumes/containers.html#table" if request.htmx else "volumes/containers.html"
     return render(request, template, context)
+
+
+# --- lifecycle: create, remove, prune (Admins: MANAGE_VOLUMES) -------------------------
+
+
+def _get_lifecycle_job(request, job_id: int) -> Job:
+    require(request, roles.MANAGE_VOLUMES, object_type="job", object_name=str(job_id))
+    job = Job.objects.select_related("created_by").filter(pk=job_id, kind__in=services.LIFECYCLE_KINDS).first()
+    if job is None:
+        raise Http404("No such volume job.")
+    return job
+
+
+def _job_context(job: Job) -> dict:
+    return {"job": job, "kind": kinds.get(job.kind), "poll_url": reverse("volume_job", args=[job.pk])}
+
+
+@require_http_methods(["GET", "POST"])
+def volume_create(request):
+    require(request, roles.MANAGE_VOLUMES, object_type="volume", object_name="(new volume)")
+    form, job = VolumeCreateForm(), None
+    if request.method == "POST" and request.POST.get("preset"):
+        form = VolumeCreateForm.with_preset(request.POST, request.POST["preset"])
+    elif request.method == "POST":
+        form = VolumeCreateForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            job = services.volume_create_start(
+                name=data["name"], driver=data["driver"], options=data["options"], labels=data["labels"],
+                check_mount=data["check_mount"], user=request.user,
+            )
+            if not request.htmx:
+                return redirect("volume_job", job_id=job.pk)
+    context = {"form": form, "presets": PRESETS, **(_job_context(job) if job else {})}
+    return render(request, "volumes/create.html#area" if request.htmx else "volumes/create.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def volume_remove(request, name: str):
+    require(request, roles.MANAGE_VOLUMES, object_type="volume", object_name=name)
+    volume = selectors.volume_detail(name=name)
+    if volume is None:
+        raise Http404(f"No volume named {name!r} is known.")
+    form, job = VolumeRemoveForm(volume=volume), None
+    if request.method == "POST":
+        form = VolumeRemoveForm(request.POST, volume=volume)
+        if form.is_valid():
+            try:
+                job = services.volume_remove_start(volume=volume, user=request.user)
+            except Refused as exc:
+                form.add_error(None, str(exc))
+            else:
+                if not request.htmx:
+                    return redirect("volume_job", job_id=job.pk)
+    context = {"volume": volume, "users": selectors.volume_users(volume=volume), "form": form,
+               **(_job_context(job) if job else {})}
+    return render(request, "volumes/remove.html#area" if request.htmx else "volumes/remove.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def volume_prune(request):
+    require(request, roles.MANAGE_VOLUMES, object_type="volume", object_name="(prune)")
+    include_named = request.GET.get("all") == "1"
+    form, job = None, None
+    if request.method == "POST":
+        form = PruneConfirmForm(request.POST)
+        include_named = request.POST.get("include_named") == "on"
+        if form.is_valid():
+            job = services.volume_prune_start(
+                names=form.cleaned_data["names"], include_named=include_named, user=request.user
+            )
+            if not request.htmx:
+                return redirect("volume_job", job_id=job.pk)
+    context = {"preview": selectors.prune_preview(include_named=include_named), "form": form,
+               **(_job_context(job) if job else {})}
+    return render(request, "volumes/prune.html#area" if request.htmx else "volumes/prune.html", context)
+
+
+@require_GET
+def volume_job(request, job_id: int):
+    """Follows a lifecycle job; with htmx, answers its polls and shows the outcome at once."""
+    job = _get_lifecycle_job(request, job_id)
+    if request.htmx and job.status == Job.Status.SUCCEEDED and job.kind == services.KIND_CREATE:
+        return HttpResponseClientRedirect(reverse("volume_detail", args=[job.result.get("name", "")]))
+    if request.htmx and job.status == Job.Status.SUCCEEDED and job.kind == services.KIND_REMOVE:
+        messages.success(request, job.result.get("message", "Removed."))
+        return HttpResponseClientRedirect(reverse("volume_list"))
+    if request.htmx:
+        response = render(request, "volumes/job.html#outcome", _job_context(job))
+        if not job.is_active:
+            response.status_code = HttpResponseStopPolling.status_code
+        return response
+    return render(request, "volumes/job.html", _job_context(job))

@@ -1,0 +1,65 @@
+"""Reads of the audit trail for its page."""
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+
+from accounts.models import AuditEvent
+
+PAGE_SIZE = 50
+
+
+def _date(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value.strip()) if value and value.strip() else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class AuditFilters:
+    user: str = ""
+    action: str = ""
+    object: str = ""
+    result: str = ""
+    date_from: date | None = None  # UTC days, inclusive
+    date_to: date | None = None
+
+    @classmethod
+    def from_query(cls, params) -> "AuditFilters":
+        result = params.get("result", "")
+        return cls(
+            user=params.get("user", "").strip()[:150],
+            action=params.get("action", "").strip()[:64],
+            object=params.get("object", "").strip()[:512],
+            result=result if result in AuditEvent.Result.values else "",
+            date_from=_date(params.get("from", "")),
+            date_to=_date(params.get("to", "")),
+        )
+
+
+def audit_events(*, filters: AuditFilters) -> QuerySet[AuditEvent]:
+    qs = AuditEvent.objects.all()
+    if filters.user:
+        qs = qs.filter(actor_name__icontains=filters.user)
+    if filters.action:
+        qs = qs.filter(action=filters.action)
+    if filters.object:
+        qs = qs.filter(object_name__icontains=filters.object)
+    if filters.result:
+        qs = qs.filter(result=filters.result)
+    if filters.date_from:
+        qs = qs.filter(at__gte=datetime.combine(filters.date_from, time.min, tzinfo=timezone.utc))
+    if filters.date_to:
+        qs = qs.filter(at__lt=datetime.combine(filters.date_to + timedelta(days=1), time.min, tzinfo=timezone.utc))
+    return qs.order_by("-at", "-id")
+
+
+def audit_page(*, filters: AuditFilters, page: str | int | None):
+    return Paginator(audit_events(filters=filters), PAGE_SIZE).get_page(page)
+
+
+def audit_actions() -> list[str]:
+    return list(AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct())
