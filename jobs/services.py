@@ -23,6 +23,7 @@ def job_create(
     user=None,
     trigger: str = "user",
     progress_total: int | None = None,
+    queue: str | None = None,
 ) -> Job:
     """Create a queued job and enqueue `task(job_id)` once the transaction commits.
 
@@ -38,7 +39,10 @@ def job_create(
         trigger=trigger,
         progress_total=progress_total,
     )
-    transaction.on_commit(lambda: task.delay(job.pk))
+    if queue:
+        transaction.on_commit(lambda: task.apply_async((job.pk,), queue=queue))
+    else:
+        transaction.on_commit(lambda: task.delay(job.pk))
     return job
 
 

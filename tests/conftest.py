@@ -142,12 +142,14 @@ class Process:
             self._log.close()
 
 
-def worker_process(concurrency: int = 2, name: str = "worker") -> Process:
+def worker_process(concurrency: int = 2, name: str = "worker", queue: str | None = None) -> Process:
+    """A worker on this run's queue, or on `queue` alone (so a test can kill the worker that
+    runs its job without the shared worker taking the job first)."""
     return Process(
         name,
         [sys.executable, "-m", "celery", "-A", "project", "worker", "--loglevel", "INFO",
          "--concurrency", str(concurrency), "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h",
-         "--without-gossip", "--without-mingle", "-Q", os.environ["CELERY_QUEUE"]],
+         "--without-gossip", "--without-mingle", "-Q", queue or os.environ["CELERY_QUEUE"]],
         ready_text="ready.",
     )
 

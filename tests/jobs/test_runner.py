@@ -1,5 +1,6 @@
 """The job runner with a real Celery worker process on Redis."""
 
+import os
 import time
 from datetime import timedelta
 
@@ -93,15 +94,16 @@ def test_lock_refuses_second_owner_and_expired_lock_is_taken_over():
 
 @pytest.mark.worker
 def test_worker_killed_mid_job_leaves_it_failed_not_running(worker_factory, settings):
-    worker = worker_factory(concurrency=1, name="doomed")
+    queue = f"{os.environ['CELERY_QUEUE']}-doomed"
+    worker = worker_factory(concurrency=1, name="doomed", queue=queue)
     with transaction.atomic():
-        job = job_create(kind="demo", task=demo.demo_sleep, params={"steps": 600, "delay": 0.1})
+        job = job_create(kind="demo", task=demo.demo_sleep, params={"steps": 600, "delay": 0.1}, queue=queue)
     wait_for(lambda: Job.objects.get(pk=job.pk).progress_done > 2, message="job to make progress")
 
     worker.kill()
     # A new worker's start-up recovery finds the job without heartbeat and fails it.
     time.sleep(2)
-    worker_factory(concurrency=1, name="rescuer")
+    worker_factory(concurrency=1, name="rescuer", queue=queue)
 
     wait_for(lambda: _finished(job), timeout=30, message="recovery to fail the job")
     assert job.status == Job.Status.FAILED
