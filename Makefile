@@ -7,7 +7,7 @@ SHELL := /bin/bash
 
 HOST ?= 127.0.0.1
 PORT ?= 8000
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 REDIS_URL ?= redis://127.0.0.1:6379/0
 export REDIS_URL
 

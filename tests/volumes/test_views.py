@@ -135,3 +135,10 @@ def test_banner_warns_when_no_sync_succeeded_recently(client_for, mirror):
 
 def test_no_banner_when_sync_is_fresh(client_for, mirror):
     assert "Docker Engine unreachable" not in client_for("Viewer").get("/volumes/").content.decode()
+
+
+def test_htmx_refresh_carries_the_engine_banner_out_of_band(client_for, mirror):
+    EngineStatus.objects.update(last_error="Listing volumes: the Docker Engine did not answer.")
+    html = client_for("Viewer").get("/volumes/", headers={"HX-Request": "true"}).content.decode()
+    assert 'id="engine-banner" hx-swap-oob="true"' in html
+    assert "did not answer" in html
