@@ -40,11 +40,16 @@ class Command(BaseCommand):
             names=[v.name for v in preview.volumes], include_named=options["all"], user=user, trigger="cli",
             requested_by=requested_by,
         )
-        job = follow(self, job, wait=not options["no_wait"], timeout=options["timeout"])
-        if job.is_active:
-            return
+        try:
+            job = follow(self, job, wait=not options["no_wait"], timeout=options["timeout"])
+        finally:
+            job.refresh_from_db()
+            self._report(job)  # also what a failed or cancelled prune did before it stopped
+
+    def _report(self, job) -> None:
         for r in job.result.get("removed", []):
             self.stdout.write(f"removed  {r['name']} ({_size(r['size_bytes'])})")
         for s in job.result.get("skipped", []):
             self.stdout.write(f"skipped  {s['name']}: {s['reason']}")
-        self.stdout.write(job.result.get("message", ""))
+        if job.result.get("message"):
+            self.stdout.write(job.result["message"])
