@@ -228,7 +228,8 @@ def graph_build(
     groups: dict[str, Group] = {}
     for cnode in sorted(cnodes.values(), key=lambda c: (c.row.service or c.name, c.name)):
         groups.setdefault(cnode.row.project, Group(project=cnode.row.project)).containers.append(cnode)
-    ordered = sorted(groups.values(), key=lambda g: _project_order(g.project))
+    # The chosen project first; the others (sharing its volumes) after it.
+    ordered = sorted(groups.values(), key=lambda g: (g.project != project, *_project_order(g.project)))
     group_of_container = {c.id: g for g in ordered for c in g.containers}
 
     unused = []

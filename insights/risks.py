@@ -19,6 +19,10 @@ HIGH, MEDIUM, LOW = "high", "medium", "low"
 SEVERITY_ORDER = {HIGH: 0, MEDIUM: 1, LOW: 2}
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+# Under /etc, a read-only mount of one file (/etc/localtime, /etc/hosts) is common and
+# harmless; these hold secrets or control the host even when only read.
+ETC_SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d", "/etc/ssh", "/etc/ssl/private",
+               "/etc/docker", "/etc/kubernetes")
 
 
 @dataclass(frozen=True)
@@ -56,16 +60,16 @@ KINDS = {
             "writable-layer",
             "Containers with a large writable layer",
             "Files a container writes outside its volumes live in its writable layer: they are lost when the "
-            "container is removed or recreated (a `docker compose up` after an image update does that), are "
+            "container is removed or recreated (a “docker compose up” after an image update does that), are "
             "not in any volume backup, and are slower to write through the storage driver.",
-            "Run `docker diff <container>` to see which paths it writes, then mount a named volume there "
+            "Run “docker diff <container>” to see which paths it writes, then mount a named volume there "
             "(or a tmpfs for scratch data) and recreate the container.",
         ),
         Kind(
             "anonymous-data",
             "Anonymous volumes that hold data",
-            "An anonymous volume has a random name nobody will recognise. `docker compose down -v`, "
-            "`docker run --rm` and `docker volume prune` remove it, and a recreated container gets a new, "
+            "An anonymous volume has a random name nobody will recognise. “docker compose down -v”, "
+            "“docker run --rm” and “docker volume prune” remove it, and a recreated container gets a new, "
             "empty one while the old data sits orphaned.",
             "Copy the data into a named volume and mount that instead (in Compose, declare a named volume for "
             "the path), then back it up.",
@@ -73,9 +77,10 @@ KINDS = {
         Kind(
             "no-backup",
             "Volumes without a recent backup",
-            "A volume is one disk failure, one mistaken `docker volume rm` or one bad migration away from "
+            "A volume is one disk failure, one mistaken “docker volume rm” or one bad migration away from "
             "losing its data, and nothing can bring it back without a backup.",
-            "Back it up now and give it a schedule, or label it as disposable if it only holds caches.",
+            "Back it up now and give it a schedule. If it only holds caches that are rebuilt on their own, "
+            "the risk may be acceptable.",
         ),
     ]
 }
@@ -117,7 +122,9 @@ def _inside(path: str, parent: str) -> bool:
     return path == parent or parent == "/" or path.startswith(parent.rstrip("/") + "/")
 
 
-def sensitive_reason(source: str, *, data_root: str = "", extra: tuple[str, ...] = ()) -> str | None:
+def sensitive_reason(
+    source: str, *, read_only: bool = False, data_root: str = "", extra: tuple[str, ...] = ()
+) -> str | None:
     """Why a bind of `source` exposes the host, or None. Mounting a parent exposes what is in it."""
     path = _norm(source)
     if path == "/":
@@ -131,8 +138,13 @@ def sensitive_reason(source: str, *, data_root: str = "", extra: tuple[str, ...]
             return f"the Docker data root ({root})"
         if _inside(root, path):
             return f"{path}, which holds the Docker data root ({root})"
-    if _inside(path, "/etc"):
+    if _inside("/etc", path):
         return "the host's configuration (/etc)"
+    if _inside(path, "/etc"):
+        if any(_inside(path, s) or _inside(s, path) for s in ETC_SECRETS):
+            return f"{path}, which holds host secrets or security settings"
+        if not read_only:
+            return "the host's configuration (/etc), writable"
     for other in extra:
         other = _norm(other)
         if _inside(path, other) or _inside(other, path):
@@ -166,7 +178,9 @@ def find_risks(
             if not m.read_only:
                 writers[m.volume_id].add(m.container_id)
         elif m.kind == "bind":
-            reason = sensitive_reason(m.source, data_root=data_root, extra=config.extra_sensitive_paths)
+            reason = sensitive_reason(
+                m.source, read_only=m.read_only, data_root=data_root, extra=config.extra_sensitive_paths
+            )
             if reason:
                 socket = any(_inside(s, _norm(m.source)) for s in DOCKER_SOCKETS)
                 severity = HIGH if (socket or not m.read_only) else MEDIUM

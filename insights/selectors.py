@@ -240,10 +240,12 @@ def last_successful_backups() -> dict[int, datetime] | None:
     model = backup_model()
     if model is None:
         return None
+    ok = model.objects.filter(status=_succeeded_status(model), finished_at__isnull=False, volume__isnull=False)
+    if any(f.name == "missing" for f in model._meta.get_fields()):
+        ok = ok.filter(missing=False)  # its archive was not found in storage: it protects nothing
     try:
         rows = (
-            model.objects.filter(status=_succeeded_status(model), finished_at__isnull=False, volume__isnull=False)
-            .order_by()
+            ok.order_by()
             .values("volume")
             .annotate(last=Max("finished_at"))
             .values_list("volume", "last")
@@ -291,16 +293,19 @@ def risk_settings() -> RiskSettings:
     )
 
 
+_LOOK_UP = object()
+
+
 def risk_groups(
-    *, rows: MirrorRows | None = None, last: dict[int, datetime] | None = None, now: datetime | None = None,
-    engine: EngineStatus | None = None,
+    *, rows: MirrorRows | None = None, last=_LOOK_UP, now: datetime | None = None, engine: EngineStatus | None = None,
 ) -> list[FindingGroup]:
+    """`last`: from last_successful_backups() (None: no backup feature); looked up when not given."""
     rows = rows or mirror_rows()
     engine = engine or EngineStatus.objects.filter(singleton=1).first()
     return find_risks(
         volumes=rows.volumes, containers=rows.containers, mounts=rows.mounts,
         data_root=engine.docker_root_dir if engine else "",
-        last_backup=last if last is not None else last_successful_backups(),
+        last_backup=last_successful_backups() if last is _LOOK_UP else last,
         now=now or timezone.now(),
         config=risk_settings(),
     )

@@ -18,7 +18,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from insights.graph import LINE, MAX_EXTRA_LINES, Layout
 
-NAME_CHARS = 40
+NAME_CHARS = 36  # what fits a 300 px node in 13 px bold
 
 
 def _clip(text: str, limit: int = NAME_CHARS) -> str:
@@ -127,11 +127,13 @@ def graph_svg(layout: Layout, *, label: str = "Sharing graph") -> SafeString:
         elif vnode.users:
             notes.append(f"{vnode.users} container{'s' if vnode.users != 1 else ''}")
         limit = NAME_CHARS if box.w >= 300 else int(NAME_CHARS * box.w / 300)
+        # Anonymous names are 64 hex digits: the first 12 identify them, as docker's short ids do.
+        shown = row.name[:12] + "…" if row.anonymous and len(row.name) > 16 else _clip(row.name, limit)
         out.append(
             f'<a href="{escape(volume_url(row.name))}" data-node="volume:{escape(row.name)}">'
             f'<g class="{" ".join(classes)}"><title>{escape(row.name)} (volume)</title>'
             f'<rect x="{box.x}" y="{box.y}" width="{box.w}" height="{box.h}" rx="5"/>'
-            f'<text class="g-name" x="{box.x + 10}" y="{box.y + 16}">{escape(_clip(row.name, limit))}</text>'
+            f'<text class="g-name" x="{box.x + 10}" y="{box.y + 16}">{escape(shown)}</text>'
             f'<text class="g-meta" x="{box.x + 10}" y="{box.y + 30}">{escape(_clip(" · ".join(notes), limit + 6))}</text>'
             "</g></a>"
         )

@@ -44,7 +44,8 @@ def graph(request):
 @require_GET
 def risks(request):
     require(request, roles.VIEW_INVENTORY)
-    context = {"groups": selectors.risk_groups(), "backups_available": selectors.backup_model() is not None}
+    last = selectors.last_successful_backups()
+    context = {"groups": selectors.risk_groups(last=last), "backups_available": last is not None}
     return render(request, "insights/risks.html", context)
 
 

@@ -123,6 +123,7 @@ def test_project_filter_keeps_cross_project_users_and_whole_mirror_flags():
     graph = graph_build(volumes, containers, mounts, project="shop")
 
     assert {c.name for c in graph.containers} == {"shop-db", "backup-tool"}
+    assert [g.project for g in graph.groups] == ["shop", "ops"]  # the chosen project first
     assert {v.name for v in graph.volumes} == {"shop_db", "shop_old"}
     assert graph.volume("shop_db").rw_shared
     assert [v.name for v in graph.unused] == ["shop_old"]

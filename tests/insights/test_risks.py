@@ -21,7 +21,9 @@ def _risks(volumes=(), containers=(), mounts=(), **kwargs):
     ("//", "whole filesystem"),
     ("/etc", "/etc"),
     ("/etc/", "/etc"),
-    ("/etc/ssl/certs", "/etc"),
+    ("/etc/ssl/private", "secrets"),
+    ("/etc/ssh/ssh_host_rsa_key", "secrets"),
+    ("/etc/shadow", "secrets"),
     ("/var/run/docker.sock", "Docker socket"),
     ("/run/docker.sock", "Docker socket"),
     ("/var/run", "holds the Docker socket"),
@@ -37,6 +39,12 @@ def test_sensitive_host_paths(source, expected):
 @pytest.mark.parametrize("source", ["/srv/app", "/home/me/code", "/etcetera", "/var/lib/dockerish", "/tmp"])
 def test_ordinary_host_paths_are_not_sensitive(source):
     assert sensitive_reason(source, data_root="/var/lib/docker") is None
+
+
+@pytest.mark.parametrize("source", ["/etc/localtime", "/etc/timezone", "/etc/hosts", "/etc/ssl/certs"])
+def test_a_plain_file_under_etc_is_fine_read_only_but_not_writable(source):
+    assert sensitive_reason(source, read_only=True) is None
+    assert "writable" in sensitive_reason(source, read_only=False)
 
 
 def test_extra_sensitive_paths_from_settings():

@@ -210,7 +210,9 @@ def test_usage_fragment_ignores_a_bad_range(client_for, mirror):
 # --- risks -----------------------------------------------------------------------------------------
 
 
-def test_risks_page_explains_each_finding(client_for, mirror):
+def test_risks_page_explains_each_finding(client_for, mirror, monkeypatch):
+    monkeypatch.setattr(selectors, "last_successful_backups", lambda: None)  # no backup feature
+
     page = client_for("Viewer").get("/risks/").content.decode()
 
     assert 'data-kind="sensitive-bind"' in page and "rooty" in page and "whole filesystem" in page
@@ -218,15 +220,54 @@ def test_risks_page_explains_each_finding(client_for, mirror):
     assert 'data-kind="writable-layer"' in page and "shop-worker-1" in page
     assert 'data-kind="anonymous-data"' in page
     assert "Why it matters." in page and "What to do." in page
-    assert 'data-kind="no-backup"' not in page  # no backup feature yet
+    assert 'data-kind="no-backup"' not in page
+    assert "Backup coverage is not checked" in page
 
 
-def test_backup_coverage_degrades_to_none_without_a_backup_model():
-    # The backups app has no Backup model yet in this tree; when it lands this test changes meaning.
-    if selectors.backup_model() is not None:
-        pytest.skip("the backups app provides a Backup model now")
+def test_risks_page_lists_volumes_without_a_recent_backup_once_backups_exist(client_for, mirror, monkeypatch):
+    monkeypatch.setattr(selectors, "last_successful_backups", lambda: {mirror["db"].pk: timezone.now()})
 
+    page = client_for("Viewer").get("/risks/").content.decode()
+
+    section = page[page.index('data-kind="no-backup"'):]
+    section = section[: section.index("</section>")]
+    assert 'data-subject="old_stuff"' in section and "Never backed up" in section
+    assert 'data-subject="shop_db"' not in section
+
+
+def test_without_a_backup_model_coverage_degrades_to_no_backups_yet(client_for, mirror, monkeypatch):
+    get_model = selectors.apps.get_model
+
+    def without_backup(app_label, model_name=None, **kwargs):
+        if (app_label, model_name) == ("backups", "Backup"):
+            raise LookupError(model_name)
+        return get_model(app_label, model_name, **kwargs)
+
+    monkeypatch.setattr(selectors.apps, "get_model", without_backup)
+
+    assert selectors.backup_model() is None
     assert selectors.last_successful_backups() is None
+    assert "No backups yet." in client_for("Viewer").get("/").content.decode()
+
+
+def test_backup_coverage_and_findings_from_the_backups_app(client_for, mirror):
+    model = selectors.backup_model()
+    if model is None:
+        pytest.skip("the backups app has no Backup model in this tree")
+    now = timezone.now()
+    model.objects.create(volume=mirror["db"], volume_name="shop_db", status="succeeded",
+                         finished_at=now - timedelta(hours=2), key="k1")
+    model.objects.create(volume=mirror["old"], volume_name="old_stuff", status="failed", finished_at=now)
+    model.objects.create(volume=mirror["old"], volume_name="old_stuff", status="succeeded",
+                         finished_at=now - timedelta(days=3), key="k2", missing=True)
+
+    overview = client_for("Viewer").get("/").content.decode()
+    risks = client_for("Viewer").get("/risks/").content.decode()
+
+    assert "Backed up in the last 24 h</dt><dd>1 of 4 volumes" in overview
+    assert "Backed up in the last 7 days</dt><dd>1 of 4 volumes" in overview  # the missing archive counts for nothing
+    section = risks[risks.index('data-kind="no-backup"'):]
+    assert 'data-subject="old_stuff"' in section and 'data-subject="shop_db"' not in section
 
 
 def test_backup_coverage_counts_volumes_backed_up_in_24h_and_7d(monkeypatch, mirror):
