@@ -58,3 +58,23 @@ def test_sampler_and_thinning_are_on_the_beat_schedule():
     for entry in ("sample-usage", "thin-usage"):
         assert settings.CELERY_BEAT_SCHEDULE[entry]["task"] in app.tasks
     assert settings.CELERY_BEAT_SCHEDULE["sample-usage"]["schedule"].total_seconds() == settings.USAGE_SAMPLE_SECONDS
+
+
+@pytest.mark.engine
+def test_sampler_writes_nothing_when_the_engine_is_unreachable(settings):
+    from volumes import engine
+    from volumes.models import EngineStatus
+
+    vol = dockercli.create_volume()
+    services.mirror_sync()
+    settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
+    engine.reset_client()
+    try:
+        with pytest.raises(engine.EngineUnavailable):
+            usage_sample(max_age_seconds=0)
+    finally:
+        settings.DOCKER_HOST = ""
+        engine.reset_client()
+
+    assert _sizes(vol) == []
+    assert EngineStatus.get().sizes_error
