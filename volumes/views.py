@@ -24,11 +24,6 @@ def _get_volume_for_user(request, name: str):
 
 
 @require_GET
-def home(request):
-    return redirect("volume_list")
-
-
-@require_GET
 def volume_list(request):
     require(request, roles.VIEW_INVENTORY)
     filters = selectors.VolumeFilters.from_query(request.GET)
