@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "volumes",
     "backups",
     "insights",
+    "django_celery_beat",
+    "policies",
 ]
 
 MIDDLEWARE = [
@@ -203,3 +205,30 @@ CELERY_BEAT_SCHEDULE["thin-usage"] = {
     "schedule": timedelta(hours=1),
     "options": {"expires": 3600},
 }
+
+# --- Policies: scheduled backups, retention, health, notifications ----------------------
+# Beat keeps its schedule in the database (django-celery-beat): policy edits in the UI
+# take effect without restarting beat. The static entries above are imported into it.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Follow runs, prune, detect missed runs and overdue volumes this often.
+POLICY_CHECK_SECONDS = env_int("POLICY_CHECK_SECONDS", 30)
+# A due time with no run this long after it is recorded as missed.
+POLICY_MISSED_GRACE_SECONDS = env_int("POLICY_MISSED_GRACE_SECONDS", 300)
+CELERY_BEAT_SCHEDULE["check-policies"] = {
+    "task": "policies.tasks.check_policies",
+    "schedule": timedelta(seconds=POLICY_CHECK_SECONDS),
+    "options": {"expires": POLICY_CHECK_SECONDS},
+}
+NOTIFY_WEBHOOK_TIMEOUT_SECONDS = env_int("NOTIFY_WEBHOOK_TIMEOUT_SECONDS", 10)
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 5)
+NOTIFY_RETRY_BASE_SECONDS = env_int("NOTIFY_RETRY_BASE_SECONDS", 30)
+# Email for notifications: Django's settings, from the environment.
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "cargohold@localhost")

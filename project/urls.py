@@ -14,4 +14,5 @@ urlpatterns = [
     path("", include("jobs.urls")),
     path("", include("backups.urls")),
     path("", include("insights.urls")),
+    path("", include("policies.urls")),
 ]

@@ -1,0 +1,142 @@
+import re
+
+from django import forms
+from django.core.validators import MaxValueValidator
+
+from policies import cron, selection
+from policies.models import BackupPolicy, NotificationSettings
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")
+MAX_COUNT = 10_000
+
+
+class PolicyForm(forms.ModelForm):
+    timezone = forms.ChoiceField(choices=(), initial="UTC")
+
+    class Meta:
+        model = BackupPolicy
+        fields = [
+            "name", "selector_kind", "selector_value", "cron", "timezone", "compression", "stop_containers",
+            "verify_after_backup", "enabled", "keep_last", "keep_daily", "keep_weekly", "keep_monthly",
+            "keep_yearly", "max_age_days", "overdue_grace_minutes",
+        ]
+        labels = {
+            "selector_kind": "Which volumes",
+            "selector_value": "Selection",
+            "cron": "Schedule (cron)",
+            "stop_containers": "Stop the containers using each volume during its backup",
+            "verify_after_backup": "Verify each archive again after the backup (a second full read)",
+            "keep_last": "Keep the last",
+            "keep_daily": "Daily",
+            "keep_weekly": "Weekly",
+            "keep_monthly": "Monthly",
+            "keep_yearly": "Yearly",
+            "max_age_days": "Keep everything younger than (days)",
+            "overdue_grace_minutes": "Overdue after the schedule's interval plus (minutes)",
+        }
+        help_texts = {
+            "selector_value": "Names: one per line or separated by commas. Label: key=value or key (several "
+                              "separated by commas, all must match). Compose: the project's name.",
+            "cron": "Five fields: minute hour day-of-month month day-of-week, e.g. 0 2 * * * (daily at 02:00). "
+                    "@hourly, @daily, @weekly, @monthly work too.",
+            "stop_containers": "Otherwise each volume's own default applies (its cargohold.stop-during-backup label).",
+        }
+        widgets = {
+            "selector_value": forms.Textarea(attrs={"rows": 2, "cols": 50}),
+            "cron": forms.TextInput(attrs={"placeholder": "0 2 * * *", "class": "mono"}),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["timezone"].choices = [(z, z) for z in cron.timezones()]
+        for name in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "max_age_days"):
+            self.fields[name].widget.attrs.update({"min": 0, "max": MAX_COUNT, "class": "count"})
+            self.fields[name].validators.append(MaxValueValidator(MAX_COUNT))
+
+    def clean_name(self):
+        name = " ".join(self.cleaned_data["name"].split())
+        if not NAME.match(name):
+            raise forms.ValidationError(
+                "Use letters, digits, spaces, dots, dashes and underscores (starting with a letter or digit)."
+            )
+        clash = BackupPolicy.objects.filter(name__iexact=name)
+        if self.instance.pk:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError("A policy with this name exists already.")
+        return name
+
+    def clean_cron(self):
+        try:
+            return cron.parse(self.cleaned_data["cron"]).expression
+        except cron.CronError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_overdue_grace_minutes(self):
+        value = self.cleaned_data["overdue_grace_minutes"]
+        if value > 7 * 24 * 60:
+            raise forms.ValidationError("At most a week (10080 minutes).")
+        return value
+
+    def clean(self):
+        data = super().clean()
+        kind, value = data.get("selector_kind"), data.get("selector_value", "")
+        if kind:
+            try:
+                parsed = selection.parse(kind, value)
+            except selection.SelectionError as exc:
+                self.add_error("selector_value", str(exc))
+            else:
+                if kind == selection.NAMES:
+                    data["selector_value"] = "\n".join(parsed.names)
+        counts = [data.get(n) or 0 for n in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly",
+                                              "keep_yearly", "max_age_days")]
+        if not any(counts) and not any(n in self.errors for n in ("keep_last", "max_age_days")):
+            raise forms.ValidationError(
+                "These retention rules would keep nothing: set at least one of keep last, daily, weekly, "
+                "monthly, yearly or max age."
+            )
+        return data
+
+
+class NotificationSettingsForm(forms.ModelForm):
+    class Meta:
+        model = NotificationSettings
+        fields = ["email_enabled", "email_to", "webhook_enabled", "webhook_url", "on_failure", "on_overdue",
+                  "on_success"]
+        labels = {
+            "email_enabled": "Send email",
+            "email_to": "To",
+            "webhook_enabled": "Call a webhook",
+            "webhook_url": "Webhook URL",
+            "on_failure": "When a scheduled run fails or is missed",
+            "on_overdue": "When a volume becomes overdue",
+            "on_success": "When a scheduled run succeeds",
+        }
+        widgets = {"email_to": forms.Textarea(attrs={"rows": 2, "cols": 50})}
+        help_texts = {"webhook_url": "Receives a JSON POST (with a \"text\" field, as Slack and Mattermost expect)."}
+
+    def clean_email_to(self):
+        text = self.cleaned_data.get("email_to", "")
+        addresses = [a for a in re.split(r"[\s,;]+", text) if a]
+        validator = forms.EmailField()
+        for address in addresses:
+            try:
+                validator.clean(address)
+            except forms.ValidationError:
+                raise forms.ValidationError(f"Not an email address: {address[:100]!r}.") from None
+        return ", ".join(addresses)
+
+    def clean_webhook_url(self):
+        url = self.cleaned_data.get("webhook_url", "").strip()
+        if url and not url.lower().startswith(("http://", "https://")):
+            raise forms.ValidationError("The URL must start with http:// or https://.")
+        return url
+
+    def clean(self):
+        data = super().clean()
+        if data.get("email_enabled") and not data.get("email_to") and "email_to" not in self.errors:
+            self.add_error("email_to", "Enter at least one address, or turn email off.")
+        if data.get("webhook_enabled") and not data.get("webhook_url") and "webhook_url" not in self.errors:
+            self.add_error("webhook_url", "Enter the URL, or turn the webhook off.")
+        return data

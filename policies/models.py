@@ -1,0 +1,239 @@
+"""Backup policies, their runs, notification settings and what was sent."""
+
+from django.conf import settings
+from django.db import models
+
+from policies import retention
+
+
+class BackupPolicy(models.Model):
+    """Which volumes, when, how, and how many backups to keep.
+
+    Kept in sync with a django-celery-beat PeriodicTask by `services.policy_save` so that
+    beat (DatabaseScheduler) picks edits up without a restart.
+    """
+
+    class Selector(models.TextChoices):
+        NAMES = "names", "Volume names"
+        LABEL = "label", "Label selector"
+        COMPOSE = "compose", "Compose project"
+
+    class Compression(models.TextChoices):
+        ZSTD = "zstd", "zstd (fast, smaller)"
+        GZIP = "gzip", "gzip (readable everywhere)"
+
+    name = models.CharField(max_length=100, unique=True)
+    selector_kind = models.CharField(max_length=16, choices=Selector.choices, default=Selector.LABEL)
+    selector_value = models.TextField()
+    cron = models.CharField(max_length=120)
+    timezone = models.CharField(max_length=64, default="UTC")
+    compression = models.CharField(max_length=8, choices=Compression.choices, default=Compression.ZSTD)
+    stop_containers = models.BooleanField(default=False)
+    verify_after_backup = models.BooleanField(default=False)
+    enabled = models.BooleanField(default=True, db_index=True)
+
+    keep_last = models.PositiveIntegerField(default=0)
+    keep_daily = models.PositiveIntegerField(default=0)
+    keep_weekly = models.PositiveIntegerField(default=0)
+    keep_monthly = models.PositiveIntegerField(default=0)
+    keep_yearly = models.PositiveIntegerField(default=0)
+    max_age_days = models.PositiveIntegerField(default=0)
+    # A covered volume is overdue when its last successful backup is older than the
+    # schedule's longest gap plus this.
+    overdue_grace_minutes = models.PositiveIntegerField(default=60)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Due times up to here have been checked for missed runs (moved on by the check).
+    schedule_checked_until = models.DateTimeField(null=True, blank=True)
+    # When the schedule last changed or the policy was enabled (overdue counts from here
+    # for volumes that were never backed up).
+    schedule_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "backup policies"
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def rules(self) -> retention.Rules:
+        return retention.Rules(
+            keep_last=self.keep_last, daily=self.keep_daily, weekly=self.keep_weekly,
+            monthly=self.keep_monthly, yearly=self.keep_yearly, max_age_days=self.max_age_days,
+        )
+
+    @property
+    def selection(self):
+        from policies import selection
+
+        return selection.parse(self.selector_kind, self.selector_value)
+
+    @property
+    def periodic_task_name(self) -> str:
+        return f"cargohold-policy-{self.pk}"
+
+
+class PolicyRun(models.Model):
+    """One policy, one volume, one due time. Unique on those three, so a tick delivered
+    twice (beat restarted, a message re-delivered after a worker died) never starts a
+    second backup. Rows with an empty volume name are about the whole policy (a missed
+    due time, a selection that matched nothing)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        SKIPPED = "skipped", "skipped"
+        MISSED = "missed", "missed"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "schedule"
+        MANUAL = "manual", "run now"
+        CLI = "cli", "command line"
+
+    class Prune(models.TextChoices):
+        NONE = "", "—"
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        REFUSED = "refused", "nothing deleted"
+        FAILED = "failed", "failed"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    ENDED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.MISSED)
+
+    policy = models.ForeignKey(BackupPolicy, on_delete=models.CASCADE, related_name="runs")
+    volume_name = models.CharField(max_length=255, blank=True, db_index=True)
+    scheduled_for = models.DateTimeField(db_index=True)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SCHEDULE)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    backup = models.ForeignKey(
+        "backups.Backup", null=True, blank=True, on_delete=models.SET_NULL, related_name="policy_runs"
+    )
+    # The backup's id, kept when retention later deletes the backup row.
+    backup_ref = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    verify_job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    message = models.TextField(blank=True)
+
+    prune_state = models.CharField(max_length=16, choices=Prune.choices, default=Prune.NONE, blank=True,
+                                   db_index=True)
+    prune_started_at = models.DateTimeField(null=True, blank=True)
+    pruned_at = models.DateTimeField(null=True, blank=True)
+    prune_deleted = models.JSONField(default=list, blank=True)  # [{"id":, "at":, "key":}]
+    prune_message = models.TextField(blank=True)
+    # The outcome was handed to notifications (so each run is notified at most once).
+    notified = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-scheduled_for", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "volume_name", "scheduled_for"], name="policy_run_once"),
+        ]
+        indexes = [models.Index(fields=["policy", "volume_name", "status"])]
+
+    def __str__(self):
+        return f"{self.policy} / {self.volume_name or '(policy)'} @ {self.scheduled_for:%Y-%m-%d %H:%M} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+
+class VolumeAlert(models.Model):
+    """An overdue episode of a volume: opened when it becomes overdue (and notified once),
+    closed when a backup succeeds or the volume is no longer covered."""
+
+    volume_name = models.CharField(max_length=255, db_index=True)
+    kind = models.CharField(max_length=16, default="overdue")
+    opened_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["volume_name", "kind"], condition=models.Q(closed_at__isnull=True), name="one_open_alert"
+            ),
+        ]
+
+
+class NotificationSettings(models.Model):
+    """One row: where notifications go and which events are sent."""
+
+    singleton = models.PositiveSmallIntegerField(default=1, unique=True)
+    email_enabled = models.BooleanField(default=False)
+    email_to = models.TextField(blank=True, help_text="Addresses, separated by commas or new lines.")
+    webhook_enabled = models.BooleanField(default=False)
+    webhook_url = models.URLField(max_length=1000, blank=True)
+    on_failure = models.BooleanField(default=True)
+    on_overdue = models.BooleanField(default=True)
+    on_success = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    @property
+    def email_recipients(self) -> list[str]:
+        import re
+
+        return [a for a in re.split(r"[\s,;]+", self.email_to or "") if a]
+
+    @classmethod
+    def load(cls) -> "NotificationSettings":
+        obj = cls.objects.filter(singleton=1).first()
+        return obj if obj is not None else cls(singleton=1)
+
+
+class Notification(models.Model):
+    class Event(models.TextChoices):
+        RUN_FAILED = "run_failed", "run failed"
+        RUN_SUCCEEDED = "run_succeeded", "run succeeded"
+        VOLUME_OVERDUE = "volume_overdue", "volume overdue"
+        TEST = "test", "test"
+
+    event = models.CharField(max_length=32, choices=Event.choices)
+    subject = models.CharField(max_length=255)
+    text = models.TextField()
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+
+class Delivery(models.Model):
+    """One notification through one channel; retried by its task with a backoff."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "email"
+        WEBHOOK = "webhook", "webhook"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        SENT = "sent", "sent"
+        FAILED = "failed", "failed"
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    target = models.TextField()  # the URL or the addresses, as they were when it was queued
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]

@@ -1,0 +1,109 @@
+"""Which volumes a policy covers, evaluated against the mirror when it runs.
+
+Three kinds of selection:
+- names: an explicit list of volume names (a named volume that does not exist yet is
+  kept in the list: its runs fail with a clear message until it does);
+- label: `key=value` or `key`, several separated by commas, all must match;
+- compose: a Compose project: the volumes labelled with it, and the volumes its
+  containers mount (an `external: true` volume belongs to the project that uses it).
+
+Evaluated at run time, so volumes created later are picked up.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from project.errors import CargoholdError
+
+NAMES, LABEL, COMPOSE = "names", "label", "compose"
+KINDS = (NAMES, LABEL, COMPOSE)
+COMPOSE_LABEL = "com.docker.compose.project"
+# The engine's own rule for volume names.
+VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,254}$")
+PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+
+
+class SelectionError(CargoholdError):
+    pass
+
+
+@dataclass(frozen=True)
+class Selection:
+    kind: str
+    names: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str | None], ...] = ()  # (key, value or None for "has the key")
+    project: str = ""
+
+    def describe(self) -> str:
+        if self.kind == NAMES:
+            return "volumes " + ", ".join(self.names)
+        if self.kind == LABEL:
+            return "volumes labelled " + ", ".join(k if v is None else f"{k}={v}" for k, v in self.labels)
+        return f"volumes of the Compose project {self.project}"
+
+    def matches(self, name: str, labels: dict, mounted_by_projects: set[str] = frozenset()) -> bool:
+        if self.kind == NAMES:
+            return name in self.names
+        if self.kind == LABEL:
+            return all(k in labels and (v is None or str(labels[k]) == v) for k, v in self.labels)
+        return str(labels.get(COMPOSE_LABEL, "")) == self.project or self.project in mounted_by_projects
+
+
+def parse(kind: str, value: str) -> Selection:
+    """Validate a selection; raise SelectionError saying what is wrong."""
+    value = (value or "").strip()
+    if kind == NAMES:
+        names = [n for n in re.split(r"[\s,]+", value) if n]
+        if not names:
+            raise SelectionError("List at least one volume name.")
+        bad = [n for n in names if not VOLUME_NAME.match(n)]
+        if bad:
+            raise SelectionError(f"Not a valid volume name: {bad[0][:80]!r}.")
+        return Selection(NAMES, names=tuple(dict.fromkeys(names)))
+    if kind == LABEL:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts:
+            raise SelectionError("Enter a label selector: `key=value` or `key` (several separated by commas).")
+        labels = []
+        for part in parts:
+            key, sep, val = part.partition("=")
+            key = key.strip()
+            if not LABEL_KEY.match(key):
+                raise SelectionError(f"Not a valid label key: {key[:80]!r}.")
+            labels.append((key, val.strip() if sep else None))
+        return Selection(LABEL, labels=tuple(labels))
+    if kind == COMPOSE:
+        if not value:
+            raise SelectionError("Enter the Compose project's name.")
+        if not PROJECT_NAME.match(value):
+            raise SelectionError(f"Not a valid Compose project name: {value[:80]!r}.")
+        return Selection(COMPOSE, project=value)
+    raise SelectionError(f"Unknown kind of selection {kind!r}.")
+
+
+def selected_volume_names(selection: Selection) -> list[str]:
+    """The names the selection covers now, from the mirror (present volumes only; an
+    explicit name is returned even when the mirror does not have it, so its run can
+    say so)."""
+    from volumes.models import Mount, Volume
+
+    if selection.kind == NAMES:
+        return list(selection.names)
+    volumes = Volume.objects.present().only("name", "labels")
+    if selection.kind == LABEL:
+        # Narrow in SQL on the keys' text, then match exactly in Python.
+        for key, _ in selection.labels:
+            volumes = volumes.filter(labels__icontains=key)
+        return sorted(v.name for v in volumes if selection.matches(v.name, v.labels))
+    mounted = set(
+        Mount.objects.filter(
+            container__compose_project=selection.project, container__gone_since__isnull=True,
+            volume__gone_since__isnull=True, volume__isnull=False,
+        ).values_list("volume__name", flat=True)
+    )
+    labelled = {v.name for v in volumes.filter(labels__icontains=selection.project)
+                if selection.matches(v.name, v.labels)}
+    return sorted(mounted | labelled)

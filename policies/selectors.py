@@ -1,0 +1,288 @@
+"""Reads for the policy pages, the volumes list and the overview: database only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Max
+from django.utils import timezone
+
+from policies import cron, retention
+from policies.models import BackupPolicy, Delivery, NotificationSettings, PolicyRun
+from project.errors import CargoholdError
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+@dataclass
+class PolicyRow:
+    policy: BackupPolicy
+    description: str
+    next_run: datetime | None
+    last_run: PolicyRun | None
+    selection: str
+    problem: str = ""
+
+
+def _describe_selection(policy: BackupPolicy) -> tuple[str, str]:
+    try:
+        return policy.selection.describe(), ""
+    except CargoholdError as exc:
+        return f"{policy.selector_kind}: {policy.selector_value}", str(exc)
+
+
+def policy_rows(*, now: datetime | None = None) -> list[PolicyRow]:
+    now = now or timezone.now()
+    policies = list(BackupPolicy.objects.all())
+    latest_ids = (
+        PolicyRun.objects.filter(policy__in=policies).values("policy").annotate(last=Max("pk")).values_list("last", flat=True)
+    )
+    last_runs = {r.policy_id: r for r in PolicyRun.objects.filter(pk__in=list(latest_ids))}
+    rows = []
+    for p in policies:
+        described, problem = _describe_selection(p)
+        try:
+            nxt = cron.next_runs(p.cron, p.timezone, after=now, count=1)[0] if p.enabled else None
+        except Exception as exc:
+            nxt, problem = None, problem or str(exc)
+        rows.append(PolicyRow(p, cron.describe(p.cron), nxt, last_runs.get(p.pk), described, problem))
+    return rows
+
+
+def policy_get(*, policy_id: int) -> BackupPolicy | None:
+    return BackupPolicy.objects.filter(pk=policy_id).first()
+
+
+def policy_next_runs(*, policy: BackupPolicy, now: datetime | None = None, count: int = 5) -> list[datetime]:
+    try:
+        return cron.next_runs(policy.cron, policy.timezone, after=now or timezone.now(), count=count)
+    except Exception:
+        return []
+
+
+def policy_volumes(*, policy: BackupPolicy) -> list[dict]:
+    """The volumes the selection covers right now, with whether the mirror knows them."""
+    from policies.selection import selected_volume_names
+    from volumes.models import Volume
+
+    try:
+        names = selected_volume_names(policy.selection)
+    except CargoholdError:
+        return []
+    known = dict(Volume.objects.filter(name__in=names).values_list("name", "gone_since"))
+    return [{"name": n, "known": n in known, "gone": known.get(n) is not None} for n in names]
+
+
+def policy_runs(*, policy: BackupPolicy, limit: int = 50) -> list[PolicyRun]:
+    return list(PolicyRun.objects.filter(policy=policy).select_related("backup")[:limit])
+
+
+@dataclass
+class VolumePreview:
+    volume_name: str
+    plan: retention.Plan
+    records: dict[int, retention.Record]
+
+    @property
+    def deletions(self) -> list[retention.Record]:
+        return self.plan.delete
+
+    @property
+    def kept(self) -> list[tuple[retention.Record, list[str]]]:
+        return sorted(
+            ((self.records[i], reasons) for i, reasons in self.plan.keep.items() if i in self.records),
+            key=lambda pair: pair[0].at, reverse=True,
+        )
+
+
+def retention_preview(*, policy: BackupPolicy, now: datetime | None = None) -> list[VolumePreview]:
+    """What the policy's rules would delete today, per volume it has backups of (a
+    dry run: storage is assumed healthy; the real prune re-checks everything)."""
+    from policies.services import retention_apply
+
+    names = sorted(set(
+        PolicyRun.objects.filter(policy=policy, backup_ref__isnull=False).values_list("volume_name", flat=True)
+    ))
+    previews = []
+    for name in names:
+        from policies.services import retention_records
+
+        records = retention_records(policy=policy, volume_name=name)
+        if not any(r.owned for r in records):
+            continue
+        outcome = retention_apply(policy=policy, volume_name=name, now=now, dry_run=True)
+        previews.append(VolumePreview(name, outcome.plan, {r.id: r for r in records}))
+    return previews
+
+
+# --- protection: is each volume covered, backed up lately, failing? ----------------------------
+
+
+@dataclass
+class Protection:
+    volume: str
+    in_use: bool
+    policy_names: list[str] = field(default_factory=list)
+    policy_ids: list[int] = field(default_factory=list)
+    last_success_at: datetime | None = None
+    last_run: PolicyRun | None = None
+    overdue: bool = False
+    overdue_detail: str = ""
+
+    @property
+    def covered(self) -> bool:
+        return bool(self.policy_names)
+
+    @property
+    def last_run_failed(self) -> bool:
+        run = self.last_run
+        if run is None or run.status != PolicyRun.Status.FAILED:
+            return False
+        # A good backup since (taken by hand, another policy) ends the alarm.
+        return self.last_success_at is None or run.finished_at is None or self.last_success_at < run.finished_at
+
+    @property
+    def state(self) -> str:
+        """The worst thing to say about the volume, as a CSS-friendly word."""
+        if not self.covered:
+            return "unprotected-in-use" if self.in_use else "unprotected"
+        if self.last_run_failed:
+            return "failed"
+        if self.overdue:
+            return "overdue"
+        return "ok"
+
+    @property
+    def label(self) -> str:
+        return {
+            "unprotected-in-use": "in use, no policy",
+            "unprotected": "no policy",
+            "failed": "last run failed",
+            "overdue": "overdue",
+            "ok": "protected",
+        }[self.state]
+
+    @property
+    def is_problem(self) -> bool:
+        return self.state in ("unprotected-in-use", "failed", "overdue")
+
+
+def _grace(policy: BackupPolicy) -> timedelta:
+    return timedelta(minutes=policy.overdue_grace_minutes)
+
+
+def protection_map(*, names: list[str], now: datetime | None = None) -> dict[str, Protection]:
+    """Protection of the named volumes in a handful of queries (whatever their number)."""
+    from backups.models import Backup
+    from volumes.models import Mount, Volume
+
+    now = now or timezone.now()
+    if not names:
+        return {}
+    volumes = list(Volume.objects.filter(name__in=names).values(
+        "name", "labels", "container_count", "created_at", "first_seen_at", "gone_since"))
+    policies = []
+    for p in BackupPolicy.objects.filter(enabled=True):
+        try:
+            policies.append((p, p.selection, cron.max_interval(p.cron, p.timezone, now=now) + _grace(p)))
+        except CargoholdError:
+            continue
+    projects: dict[str, set[str]] = {}
+    if any(sel.kind == "compose" for _, sel, _ in policies):
+        for vname, project in Mount.objects.filter(
+            volume__name__in=names, container__gone_since__isnull=True
+        ).exclude(container__compose_project="").values_list("volume__name", "container__compose_project"):
+            projects.setdefault(vname, set()).add(project)
+    last_success = dict(
+        Backup.objects.filter(volume_name__in=names, status=Backup.Status.SUCCEEDED, finished_at__isnull=False)
+        .order_by().values("volume_name").annotate(last=Max("finished_at")).values_list("volume_name", "last")
+    )
+    latest_ids = (
+        PolicyRun.objects.filter(volume_name__in=names, status__in=(PolicyRun.Status.SUCCEEDED, PolicyRun.Status.FAILED))
+        .order_by().values("volume_name").annotate(last=Max("pk")).values_list("last", flat=True)
+    )
+    last_runs = {r.volume_name: r for r in PolicyRun.objects.filter(pk__in=list(latest_ids)).select_related("policy")}
+
+    out = {}
+    for v in volumes:
+        name = v["name"]
+        p = Protection(volume=name, in_use=v["container_count"] > 0 and v["gone_since"] is None,
+                       last_success_at=last_success.get(name), last_run=last_runs.get(name))
+        if v["gone_since"] is None:
+            for policy, sel, allowed in policies:
+                if not sel.matches(name, v["labels"] or {}, projects.get(name, set())):
+                    continue
+                p.policy_names.append(policy.name)
+                p.policy_ids.append(policy.pk)
+                since = [t for t in (policy.schedule_since or policy.created_at, v["first_seen_at"]) if t]
+                reference = max([*since, *([p.last_success_at] if p.last_success_at else [])])
+                if now - reference > allowed and not p.overdue:
+                    p.overdue = True
+                    if p.last_success_at:
+                        p.overdue_detail = (f"The last successful backup of {name} finished "
+                                            f"{_ago(now - p.last_success_at)} ago; policy {policy.name} expects one "
+                                            f"every {_ago(allowed - _grace(policy))} (plus {_ago(_grace(policy))} grace).")
+                    else:
+                        p.overdue_detail = (f"{name} has had no successful backup since policy {policy.name} "
+                                            f"began covering it {_ago(now - reference)} ago.")
+        out[name] = p
+    return out
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds // 3600} hours"
+    if seconds >= 120:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"
+
+
+def protection_all(*, now: datetime | None = None) -> dict[str, Protection]:
+    from volumes.models import Volume
+
+    return protection_map(names=list(Volume.objects.present().values_list("name", flat=True)), now=now)
+
+
+@dataclass
+class HealthSummary:
+    volumes: int
+    covered: int
+    unprotected_in_use: list[Protection]
+    failed: list[Protection]
+    overdue: list[Protection]
+    unprotected_unused: int
+    policies: int
+
+    @property
+    def problems(self) -> int:
+        return len(self.unprotected_in_use) + len(self.failed) + len(self.overdue)
+
+
+def health_summary(*, now: datetime | None = None) -> HealthSummary:
+    protection = protection_all(now=now)
+    values = sorted(protection.values(), key=lambda p: p.volume)
+    return HealthSummary(
+        volumes=len(values),
+        covered=sum(1 for p in values if p.covered),
+        unprotected_in_use=[p for p in values if p.state == "unprotected-in-use"],
+        failed=[p for p in values if p.state == "failed"],
+        overdue=[p for p in values if p.state == "overdue"],
+        unprotected_unused=sum(1 for p in values if p.state == "unprotected"),
+        policies=BackupPolicy.objects.filter(enabled=True).count(),
+    )
+
+
+# --- notifications --------------------------------------------------------------------------
+
+
+def notification_settings() -> NotificationSettings:
+    return NotificationSettings.load()
+
+
+def recent_deliveries(*, limit: int = 20) -> list[Delivery]:
+    return list(Delivery.objects.select_related("notification")[:limit])
