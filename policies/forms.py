@@ -100,6 +100,7 @@ class PolicyForm(forms.ModelForm):
 
 
 class NotificationSettingsForm(forms.ModelForm):
+    webhook_url = forms.URLField(required=False, max_length=1000, assume_scheme="https", label="Webhook URL")
     class Meta:
         model = NotificationSettings
         fields = ["email_enabled", "email_to", "webhook_enabled", "webhook_url", "on_failure", "on_overdue",
@@ -108,7 +109,6 @@ class NotificationSettingsForm(forms.ModelForm):
             "email_enabled": "Send email",
             "email_to": "To",
             "webhook_enabled": "Call a webhook",
-            "webhook_url": "Webhook URL",
             "on_failure": "When a scheduled run fails or is missed",
             "on_overdue": "When a volume becomes overdue",
             "on_success": "When a scheduled run succeeds",
