@@ -154,13 +154,14 @@ def worker_process(concurrency: int = 2, name: str = "worker", queue: str | None
     )
 
 
-def beat_process() -> Process:
-    return Process(
-        "beat",
-        [sys.executable, "-m", "celery", "-A", "project", "beat", "--loglevel", "INFO",
-         "--schedule", str(VAR_DIR / f"beat-{time.monotonic_ns()}")],
-        ready_text="beat: Starting",
-    )
+def beat_process(scheduler: str | None = None) -> Process:
+    """Celery beat on the test database. Settings choose the scheduler (django-celery-beat's
+    DatabaseScheduler); `scheduler` names one explicitly."""
+    args = [sys.executable, "-m", "celery", "-A", "project", "beat", "--loglevel", "INFO",
+            "--schedule", str(VAR_DIR / f"beat-{time.monotonic_ns()}")]
+    if scheduler:
+        args += ["--scheduler", scheduler]
+    return Process("beat", args, ready_text="beat: Starting")
 
 
 def watcher_process() -> Process:
