@@ -140,6 +140,10 @@ DOCKER_HOST = env("DOCKER_HOST", "")  # empty: the docker SDK's default (unix so
 DOCKER_TIMEOUT = env_int("DOCKER_TIMEOUT", 30)
 HELPER_IMAGE = env("CARGOHOLD_HELPER_IMAGE", "busybox:stable")
 BACKUP_ROOT = Path(env("BACKUP_ROOT", str(VAR_DIR / "backups")))
+# A backup waits this long in the queue for another operation on its volume, then is refused.
+BACKUP_LOCK_WAIT_SECONDS = env_int("BACKUP_LOCK_WAIT_SECONDS", 300)
+BACKUP_ZSTD_LEVEL = env_int("BACKUP_ZSTD_LEVEL", 3)
+BACKUP_GZIP_LEVEL = env_int("BACKUP_GZIP_LEVEL", 6)
 
 SYNC_INTERVAL_SECONDS = env_int("SYNC_INTERVAL_SECONDS", 30)
 SIZE_REFRESH_SECONDS = env_int("SIZE_REFRESH_SECONDS", 300)
