@@ -4,3 +4,13 @@ from django.apps import AppConfig
 class BackupsConfig(AppConfig):
     name = "backups"
     verbose_name = "Backups and restores"
+
+    def ready(self):
+        from accounts import roles
+        from jobs import kinds, recovery
+
+        from backups import services
+
+        kinds.register(services.KIND_BACKUP, "backup", cancel_perm=roles.RUN_BACKUP)
+        kinds.register(services.KIND_VERIFY, "backup verification", cancel_perm=roles.RUN_BACKUP)
+        recovery.register(services.backups_recover)

@@ -212,6 +212,8 @@ def _translate(action: str):
         raise EngineError(f"{action}: {_explain(exc)}") from exc
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         raise EngineUnavailable(f"{action}: the Docker Engine did not answer ({_short(exc)}).") from exc
+    except requests.exceptions.ChunkedEncodingError as exc:  # the connection broke mid-stream
+        raise EngineUnavailable(f"{action}: the connection to the Docker Engine broke off ({_short(exc)}).") from exc
     except docker.errors.DockerException as exc:
         raise EngineUnavailable(f"{action}: {_short(exc)}") from exc
 
@@ -457,11 +459,25 @@ def helper_container(
 
 
 def archive_stream(container_id: str, *, path: str = MOUNT_POINT, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    """The engine's tar stream of `path` in the container (members under `data/`)."""
+    """The engine's tar stream of `path` in the container (members under `data/`).
+
+    Unlike the SDK's get_archive, the socket keeps its timeout (an engine that stalls
+    mid-stream raises EngineUnavailable after DOCKER_TIMEOUT instead of hanging), and the
+    response is closed when the caller stops early (cancel, error): the engine holds the
+    container until then, and would refuse to remove the helper.
+    """
+    client = api()
     with _translate("Reading the volume's archive stream"):
-        stream, _stat = api().get_archive(container_id, path, chunk_size=chunk_size)
-    with _translate("Reading the volume's archive stream"):
-        yield from stream
+        # identity: requests asks for gzip by default, and the engine would compress
+        # the stream itself, on one core, ten times slower than our pipeline.
+        response = client._get(client._url("/containers/{0}/archive", container_id), params={"path": path},
+                               headers={"Accept-Encoding": "identity"}, stream=True)
+        client._raise_for_status(response)
+    try:
+        with _translate("Reading the volume's archive stream"):
+            yield from response.iter_content(chunk_size)
+    finally:
+        response.close()
 
 
 def put_archive(container_id: str, data: Iterable[bytes] | bytes, *, path: str = "/") -> None:
@@ -501,5 +517,20 @@ def remove_leftover_helpers(*, active_job_ids: set[int]) -> int:
                 api().remove_container(c["Id"], force=True)
             removed += 1
         except EngineError:
+            pass
+    return removed
+
+
+def remove_job_helpers(*, job_id: int) -> int:
+    """Remove the helper containers of one job (a killed backup's, found by recovery)."""
+    with _translate("Listing helper containers"):
+        found = api().containers(all=True, filters={"label": [HELPER_LABEL, f"cargohold.job={job_id}"]})
+    removed = 0
+    for c in found:
+        try:
+            with _translate("Removing a leftover helper container"):
+                api().remove_container(c["Id"], force=True)
+            removed += 1
+        except NotFound:
             pass
     return removed

@@ -1,0 +1,117 @@
+"""Reads for the backup pages and commands: database only."""
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timezone
+
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+
+from backups.models import Backup
+from volumes.models import Container, Volume
+
+PAGE_SIZE = 50
+
+
+def _parse_date(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value.strip()[:10]) if value else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class BackupFilters:
+    volume: str = ""
+    status: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+
+    @classmethod
+    def from_query(cls, params) -> "BackupFilters":
+        status = params.get("status", "")
+        return cls(
+            volume=params.get("volume", "").strip()[:255],
+            status=status if status in Backup.Status.values else "",
+            date_from=_parse_date(params.get("from", "")),
+            date_to=_parse_date(params.get("to", "")),
+        )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.volume or self.status or self.date_from or self.date_to)
+
+
+def backup_list(*, filters: BackupFilters | None = None) -> QuerySet[Backup]:
+    qs = Backup.objects.select_related("created_by", "job")
+    if filters is None:
+        return qs
+    if filters.volume:
+        qs = qs.filter(volume_name=filters.volume)
+    if filters.status:
+        qs = qs.filter(status=filters.status)
+    if filters.date_from:
+        qs = qs.filter(created_at__gte=datetime.combine(filters.date_from, time.min, tzinfo=timezone.utc))
+    if filters.date_to:
+        qs = qs.filter(created_at__lte=datetime.combine(filters.date_to, time.max, tzinfo=timezone.utc))
+    return qs
+
+
+def backup_page(*, filters: BackupFilters, page):
+    return Paginator(backup_list(filters=filters), PAGE_SIZE).get_page(page)
+
+
+def backups_active() -> list[Backup]:
+    return list(Backup.objects.filter(status__in=Backup.ACTIVE).select_related("job", "created_by")
+                .order_by("created_at", "id"))
+
+
+def backups_of_volume(*, name: str, limit: int = 10) -> list[Backup]:
+    return list(Backup.objects.filter(volume_name=name).select_related("created_by", "job")[:limit])
+
+
+def backup_detail(*, backup_id: int) -> Backup | None:
+    return Backup.objects.select_related("created_by", "job", "volume").filter(pk=backup_id).first()
+
+
+def backup_volume_names() -> list[str]:
+    return list(Backup.objects.order_by("volume_name").values_list("volume_name", flat=True).distinct())
+
+
+def compose_projects() -> list[str]:
+    """Compose projects that have volumes: by label on the volume, or mounted by a service."""
+    from_containers = set(
+        Container.objects.present().exclude(compose_project="")
+        .filter(mounts__volume__isnull=False).values_list("compose_project", flat=True)
+    )
+    from_labels = {
+        v.compose_project for v in Volume.objects.present().filter(labels__has_key="com.docker.compose.project")
+    }
+    return sorted(p for p in from_containers | from_labels if p)
+
+
+def compose_project_volumes(*, project: str) -> list[Volume]:
+    """The project's volumes: those compose labelled, and external ones its containers mount."""
+    if not project:
+        return []
+    names = set(
+        Container.objects.present().filter(compose_project=project, mounts__volume__isnull=False)
+        .values_list("mounts__volume__name", flat=True)
+    )
+    labelled = Volume.objects.present().filter(labels__has_key="com.docker.compose.project")
+    names |= {v.name for v in labelled if v.compose_project == project}
+    return list(Volume.objects.present().filter(name__in=names).order_by("name"))
+
+
+def volumes_by_name(*, names: list[str]) -> tuple[list[Volume], list[str]]:
+    """(known volumes in the given order, names that are unknown or gone)."""
+    found = {v.name: v for v in Volume.objects.present().filter(name__in=names)}
+    known = [found[n] for n in dict.fromkeys(names) if n in found]
+    unknown = [n for n in dict.fromkeys(names) if n not in found]
+    return known, unknown
+
+
+def running_users_of(*, volume: Volume) -> list[Container]:
+    """Running containers that mount the volume (what the consistency option would stop)."""
+    return list(
+        Container.objects.present().filter(mounts__volume=volume, state="running").distinct().order_by("name")
+    )

@@ -1,0 +1,321 @@
+"""Where archives live: a small interface, and the local folder that implements it.
+
+Keys are relative, "/"-separated paths such as `shop_db/shop_db-20240501T102030Z.tar.zst`:
+one folder per volume, a UTC timestamp in each name. Beside each archive its manifest,
+`<archive key>.manifest.json`.
+
+Writes are atomic: `open_temp_writer(key)` writes under a hidden temporary name in the
+same folder; `commit()` flushes, fsyncs, renames to the final name and fsyncs the
+folder, so a crash leaves either nothing or a temporary file, never a partial file
+under a final name. Temporary names carry a token (the backup's uid) so a recovery
+step can remove those of dead jobs (`remove_temp_files`).
+
+An object store can be added later by implementing `Storage` (write to a multipart
+upload, "commit" = complete the upload; manifests as small objects).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from django.conf import settings
+
+from project.errors import CargoholdError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_SUFFIX = ".manifest.json"
+TEMP_PREFIX = ".tmp-"
+TEMP_SUFFIX = ".partial"
+# Keys are built by us from engine names ([A-Za-z0-9][A-Za-z0-9_.-]*) and timestamps;
+# anything else (from a manifest, a URL) is refused before touching the file system.
+_KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,254}$")
+
+
+class StorageError(CargoholdError):
+    pass
+
+
+def check_key(key: str) -> str:
+    parts = key.split("/") if isinstance(key, str) else []
+    if not parts or len(parts) > 8 or not all(_KEY_PART.match(p) and p not in (".", "..") for p in parts):
+        raise StorageError(f"Refusing the storage key {key!r}: it is not a plain relative path.")
+    return key
+
+
+def manifest_key(archive_key: str) -> str:
+    return archive_key + MANIFEST_SUFFIX
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    modified: float
+
+
+class TempWriter(ABC):
+    """A file being written under a temporary name. Use as a context manager: leaving
+    the block without `commit()` (an exception, a cancel) removes the temporary file."""
+
+    key: str
+
+    @abstractmethod
+    def write(self, data) -> int: ...
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make the bytes durable and visible under the final key, atomically."""
+
+    @abstractmethod
+    def abort(self) -> None: ...
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None or not getattr(self, "committed", False):
+            self.abort()
+        return False
+
+
+class Storage(ABC):
+    name: str = "abstract"
+
+    @abstractmethod
+    def open_temp_writer(self, key: str, *, token: str = "") -> TempWriter: ...
+
+    @abstractmethod
+    def open_reader(self, key: str) -> BinaryIO: ...
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def stat(self, key: str) -> StoredObject: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove the object; True if it existed. Missing objects are not an error."""
+
+    @abstractmethod
+    def list_keys(self, prefix: str = "") -> Iterator[str]: ...
+
+    @abstractmethod
+    def remove_temp_files(self, *, is_dead: Callable[[str, float], bool]) -> list[str]:
+        """Remove the temporary files for which `is_dead(token, age_seconds)` is true
+        (writers that died before committing); returns what was removed."""
+
+    def location(self, key: str) -> str:
+        """Where a person finds the object (a path for local storage, a URL otherwise)."""
+        return key
+
+    def local_path(self, key: str) -> Path | None:
+        """A path on this machine, when there is one (lets downloads use sendfile)."""
+        return None
+
+    # --- manifests: small JSON documents beside the archives --------------------------
+
+    def write_json(self, key: str, data: dict, *, token: str = "") -> None:
+        body = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True).encode() + b"\n"
+        with self.open_temp_writer(key, token=token) as writer:
+            writer.write(body)
+            writer.commit()
+
+    def read_json(self, key: str) -> dict:
+        with self.open_reader(key) as f:
+            raw = f.read(4 * 1024 * 1024 + 1)
+        if len(raw) > 4 * 1024 * 1024:
+            raise StorageError(f"{key} is larger than 4 MiB: not a manifest.")
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise StorageError(f"{key} is not valid JSON ({exc}).") from None
+        if not isinstance(data, dict):
+            raise StorageError(f"{key} is not a JSON object.")
+        return data
+
+    def list_manifests(self) -> Iterator[tuple[str, str]]:
+        """(manifest key, archive key) for every manifest in storage."""
+        for key in self.list_keys():
+            if key.endswith(MANIFEST_SUFFIX):
+                yield key, key[: -len(MANIFEST_SUFFIX)]
+
+
+# --- local folder --------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _explain_os_error(action: str, exc: OSError) -> StorageError:
+    reason = exc.strerror or str(exc)
+    return StorageError(f"{action} failed: {reason}.")
+
+
+class LocalTempWriter(TempWriter):
+    def __init__(self, storage: "LocalStorage", key: str, token: str):
+        self.key = key
+        self.storage = storage
+        self.final = storage.path(key)
+        name = f"{TEMP_PREFIX}{self.final.name}.{token or os.getpid()}{TEMP_SUFFIX}"
+        self.temp = self.final.with_name(name)
+        self.committed = False
+        self.bytes_written = 0
+        try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            # O_EXCL: never write into someone else's temporary file.
+            fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        except OSError as exc:
+            raise _explain_os_error(f"Creating {self.temp} in the backup folder", exc) from exc
+        self._file = os.fdopen(fd, "wb", buffering=0)
+
+    def write(self, data) -> int:
+        try:
+            # Unbuffered raw writes of our 1 MiB chunks: no second copy in a buffer.
+            view = memoryview(data)
+            while view:
+                n = self._file.write(view)
+                view = view[n:]
+        except OSError as exc:
+            raise _explain_os_error(f"Writing {self.temp}", exc) from exc
+        self.bytes_written += len(data)
+        return len(data)
+
+    def commit(self) -> None:
+        if self.final.exists():
+            raise StorageError(f"{self.final} already exists; refusing to overwrite it.")
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.rename(self.temp, self.final)
+            _fsync_dir(self.final.parent)
+        except OSError as exc:
+            raise _explain_os_error(f"Saving {self.final}", exc) from exc
+        self.committed = True
+
+    def abort(self) -> None:
+        if self.committed:
+            return
+        try:
+            self._file.close()
+        except OSError:
+            pass
+        try:
+            self.temp.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            logger.warning("could not remove %s; the recovery step will", self.temp)
+
+
+class LocalStorage(Storage):
+    """Archives in a folder on this machine (BACKUP_ROOT)."""
+
+    name = "local"
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    def open_temp_writer(self, key: str, *, token: str = "") -> LocalTempWriter:
+        if token and not _KEY_PART.match(token):
+            raise StorageError("Invalid temporary-file token.")
+        return LocalTempWriter(self, key, token)
+
+    def open_reader(self, key: str) -> BinaryIO:
+        try:
+            return open(self.path(key), "rb")
+        except FileNotFoundError:
+            raise StorageError(f"The archive {self.location(key)} is missing from storage.") from None
+        except OSError as exc:
+            raise _explain_os_error(f"Opening {self.location(key)}", exc) from exc
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def stat(self, key: str) -> StoredObject:
+        try:
+            st = self.path(key).stat()
+        except FileNotFoundError:
+            raise StorageError(f"The archive {self.location(key)} is missing from storage.") from None
+        return StoredObject(key=key, size=st.st_size, modified=st.st_mtime)
+
+    def delete(self, key: str) -> bool:
+        path = self.path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise _explain_os_error(f"Deleting {path}", exc) from exc
+        try:
+            _fsync_dir(path.parent)
+            path.parent.rmdir()  # only succeeds when the volume's folder is now empty
+        except OSError:
+            pass
+        return True
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for folder, dirs, files in os.walk(self.root):
+            dirs.sort()
+            rel = Path(folder).relative_to(self.root)
+            for name in sorted(files):
+                if name.startswith(TEMP_PREFIX):
+                    continue
+                key = "/".join((*rel.parts, name))
+                if key.startswith(prefix):
+                    try:
+                        yield check_key(key)
+                    except StorageError:
+                        logger.warning("ignoring %s in the backup folder: not a name Cargohold writes", key)
+
+    def temp_files(self) -> Iterator[Path]:
+        if self.root.is_dir():
+            yield from self.root.rglob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}")
+
+    def remove_temp_files(self, *, is_dead: Callable[[str, float], bool]) -> list[str]:
+        removed = []
+        now = time.time()
+        for path in self.temp_files():
+            token = path.name[: -len(TEMP_SUFFIX)].rsplit(".", 1)[-1]
+            try:
+                if not is_dead(token, now - path.stat().st_mtime):
+                    continue
+                path.unlink()
+                removed.append(str(path))
+            except FileNotFoundError:
+                continue
+            except OSError:
+                logger.warning("could not remove the temporary file %s", path)
+        return removed
+
+    def location(self, key: str) -> str:
+        return str(self.path(key))
+
+    def local_path(self, key: str) -> Path | None:
+        return self.path(key)
+
+
+def get_storage() -> Storage:
+    """The configured storage (read at call time, so tests can point BACKUP_ROOT elsewhere)."""
+    return LocalStorage(settings.BACKUP_ROOT)

@@ -1,0 +1,104 @@
+"""A Unix-socket proxy in front of the Docker Engine, to make the engine slow or vanish.
+
+Point DOCKER_HOST at `proxy.url`: requests pass through unchanged until the test
+throttles the engine's answers (a slow disk, a slow network) or breaks off the
+connections that are streaming (the engine restarted, the network died).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+ENGINE_SOCKET = "/var/run/docker.sock"
+
+
+class EngineProxy:
+    def __init__(self, path: str, *, upstream: str = ENGINE_SOCKET):
+        self.path = path
+        self.upstream = upstream
+        self.bytes_per_second: float | None = None  # throttle the engine's answers
+        self.break_after: int | None = None  # cut a connection after it carried this many bytes
+        self.broken = threading.Event()
+        self._stop = threading.Event()
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if os.path.exists(path):
+            os.unlink(path)
+        self._server.bind(path)
+        self._server.listen(32)
+        self._server.settimeout(0.2)
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.path}"
+
+    def start(self) -> "EngineProxy":
+        self._spawn(self._accept_loop)
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            for s in self._sockets:
+                _close(s)
+        _close(self._server)
+        for t in self._threads:
+            t.join(timeout=5)
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def _spawn(self, target, *args) -> None:
+        t = threading.Thread(target=target, args=args, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._server.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            engine.connect(self.upstream)
+            with self._lock:
+                self._sockets += [client, engine]
+            self._spawn(self._pump, client, engine, False)
+            self._spawn(self._pump, engine, client, True)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_engine: bool) -> None:
+        carried = 0
+        try:
+            while not self._stop.is_set():
+                data = src.recv(64 * 1024)
+                if not data:
+                    break
+                if from_engine and self.bytes_per_second:
+                    time.sleep(len(data) / self.bytes_per_second)
+                dst.sendall(data)
+                carried += len(data)
+                if from_engine and self.break_after is not None and carried > self.break_after:
+                    self.broken.set()  # the connection ends mid-answer, as with a dying daemon
+                    break
+        except OSError:
+            pass
+        finally:
+            _close(src)
+            _close(dst)
+
+
+def _close(s: socket.socket) -> None:
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        s.close()
+    except OSError:
+        pass
