@@ -199,3 +199,29 @@ def test_send_test_queues_a_delivery_and_shows_it(client_for, monkeypatch):
     assert b"Test notification queued" in page.content
     partial = c.get(reverse("notification_settings"), HTTP_HX_REQUEST="true").content.decode()
     assert 'data-status="pending"' in partial and "<html" not in partial
+
+
+# --- health at a glance -------------------------------------------------------------------------
+
+
+@pytest.mark.engine
+def test_overview_flags_a_volume_in_use_without_a_policy(client_for, make_policy):
+    from policies.selectors import health_summary
+    from tests import dockercli
+    from volumes.services import mirror_sync
+
+    sel = dockercli.unique_name("sel")
+    covered = dockercli.create_volume(labels={"chtest.policy": sel})
+    naked = dockercli.create_volume()
+    for name in (covered, naked):
+        dockercli.run_container(f"{name}:/data")
+    mirror_sync()
+    make_policy(selector_value=f"chtest.policy={sel}")
+    body = client_for("Viewer").get("/").content.decode()
+    section = body[body.index('id="protection-summary"'):]
+    section = section[: section.index("</section>")]
+    assert "In use by containers, no policy" in section and covered not in section
+    # The page lists ten; other test runs on this engine may have more: the selector has all.
+    summary = health_summary()
+    flagged = [p.volume for p in summary.unprotected_in_use]
+    assert naked in flagged and covered not in flagged and summary.covered >= 1
