@@ -137,8 +137,15 @@ def test_a_repeated_tick_starts_nothing_twice(make_policy, labelled_volumes, no_
     again = services.policy_tick(policy_id=policy.pk, now=now + timedelta(seconds=20))
     assert len(first) == 2 and again == []
     assert {r.scheduled_for for r in first} == {now.replace(second=0, microsecond=0)}
-    # Even past the early check (two ticks racing), the unique row keeps it to one backup.
     assert services.policy_run(policy=policy, scheduled_for=first[0].scheduled_for) == []
+    assert Backup.objects.filter(volume_name__in=names).count() == 2
+
+    # A worker that died halfway through a tick: the repeated tick completes it.
+    half = first[1]
+    Backup.objects.filter(pk=half.backup_ref).delete()
+    half.delete()
+    [completed] = services.policy_tick(policy_id=policy.pk, now=now + timedelta(seconds=30))
+    assert completed.volume_name == half.volume_name and completed.status == "queued"
     assert Backup.objects.filter(volume_name__in=names).count() == 2
 
 
