@@ -225,3 +225,32 @@ def test_overview_flags_a_volume_in_use_without_a_policy(client_for, make_policy
     summary = health_summary()
     flagged = [p.volume for p in summary.unprotected_in_use]
     assert naked in flagged and covered not in flagged and summary.covered >= 1
+
+
+@pytest.mark.engine
+def test_volumes_list_shows_each_volumes_protection(client_for, make_policy):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests import dockercli
+    from volumes.services import mirror_sync
+
+    sel = dockercli.unique_name("sel")
+    covered = dockercli.create_volume(labels={"chtest.policy": sel})
+    naked = dockercli.create_volume()
+    idle = dockercli.create_volume()
+    dockercli.run_container(f"{naked}:/data")
+    mirror_sync()
+    make_policy(selector_value=f"chtest.policy={sel}")
+    c = client_for("Viewer")
+    for name, state in ((covered, "ok"), (naked, "unprotected-in-use"), (idle, "unprotected")):
+        body = c.get(reverse("volume_list"), {"q": name}, HTTP_HX_REQUEST="true").content.decode()
+        row = body[body.index(f'data-volume="{name}"'):]
+        row = row[: row.index("</tr>")]
+        assert f'data-protection="{state}"' in row, (name, row)
+    # One batch of queries for the page, not a few per row.
+    with CaptureQueriesContext(connection) as few:
+        c.get(reverse("volume_list"), {"q": covered})
+    with CaptureQueriesContext(connection) as many:
+        c.get(reverse("volume_list"))
+    assert len(many) == len(few)
