@@ -74,7 +74,16 @@ class JobContext:
 
         With wait_seconds > 0 a held lock is waited for (checking cancel) before the
         job is refused with a message naming the holder.
+
+        Re-entrant within one job: a nested step that takes a lock the job already holds
+        (a restore in place running a normal backup as its safety net) just proceeds; the
+        outer block keeps the lock and releases it.
         """
+        with self._lock_mutex:
+            already_held = any(held == resource for held, _ in self._locks)
+        if already_held:
+            yield
+            return
         ttl = timedelta(seconds=ttl_seconds or settings.LOCK_TTL_SECONDS)
         owner = f"job {self.job.pk} ({self.job.kind}) on {WORKER_ID}"
         deadline = timezone.now() + timedelta(seconds=wait_seconds)
