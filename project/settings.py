@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "jobs",
     "volumes",
     "backups",
+    "restores",
     "insights",
     "django_celery_beat",
     "policies",
@@ -236,3 +237,12 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "cargohold@localhost")
+
+# --- Restores and imports -----------------------------------------------------------------
+# Uploaded archives are saved here by the web process, then imported into BACKUP_ROOT by a
+# worker (the web container mounts the backups read-only); it must be shared by both.
+UPLOAD_DIR = Path(env("UPLOAD_DIR", str(VAR_DIR / "uploads")))
+# The largest archive accepted for import (bytes; 0: no limit). Uploads stream to disk.
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 20 * 1024**3)
+# Emptying a volume before a restore in place runs a helper container this long at most.
+RESTORE_EMPTY_TIMEOUT_SECONDS = env_int("RESTORE_EMPTY_TIMEOUT_SECONDS", 3600)

@@ -13,6 +13,7 @@ urlpatterns = [
     path("", include("volumes.urls")),
     path("", include("jobs.urls")),
     path("", include("backups.urls")),
+    path("", include("restores.urls")),
     path("", include("insights.urls")),
     path("", include("policies.urls")),
 ]

@@ -1,0 +1,80 @@
+"""Forms of the restore and import pages; the CLI validates through the same services."""
+
+from __future__ import annotations
+
+from django import forms
+
+from volumes.forms import NAME_HELP, _rows, known_drivers, parse_pairs, validate_volume_name
+from volumes.models import Volume
+
+ALLOW_DEVICES_HELP = (
+    "Off: an archive holding block or character devices is refused. On: they are created in the volume "
+    "(only for archives you trust; a device node gives access to the host's hardware)."
+)
+
+
+class RestoreNewForm(forms.Form):
+    name = forms.CharField(max_length=255, label="New volume's name", help_text=NAME_HELP, strip=True)
+    driver = forms.ChoiceField(
+        error_messages={"invalid_choice": "The engine has no volume driver named %(value)s (see the list)."},
+    )
+    allow_devices = forms.BooleanField(required=False, label="Allow device nodes", help_text=ALLOW_DEVICES_HELP)
+
+    def __init__(self, *args, manifest: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        drivers = known_drivers()
+        if manifest["driver"] not in drivers:
+            drivers.append(manifest["driver"])  # the engine may lack it: refused with its message later
+        self.fields["driver"].choices = [(d, d) for d in drivers]
+        self.redacted = manifest["redacted"]
+        if self.is_bound:
+            self.option_rows = _rows(self.data, "opt")
+            self.label_rows = _rows(self.data, "label")
+        else:
+            self.option_rows = list(manifest["options"].items()) + [("", "")]
+            self.label_rows = list(manifest["labels"].items()) + [("", "")]
+
+    def clean(self):
+        cleaned = super().clean()
+        name = cleaned.get("name", "")
+        if name:
+            if problem := validate_volume_name(name):
+                self.add_error("name", problem)
+            elif Volume.objects.present().filter(name=name).exists():
+                self.add_error("name", f"A volume named {name!r} already exists: choose another name.")
+        for field, prefix, what in (("options", "opt", "driver option"), ("labels", "label", "label")):
+            pairs, errors = parse_pairs(self.data.getlist(f"{prefix}_key"), self.data.getlist(f"{prefix}_value"),
+                                        what=what)
+            cleaned[field] = pairs
+            for error in errors:
+                self.add_error(None, error)
+        return cleaned
+
+
+class RestoreInPlaceForm(forms.Form):
+    confirm_name = forms.CharField(max_length=255, label="Type the volume's name to confirm", strip=False)
+    allow_devices = forms.BooleanField(required=False, label="Allow device nodes", help_text=ALLOW_DEVICES_HELP)
+
+    def __init__(self, *args, volume_name: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.volume_name = volume_name
+
+    def clean_confirm_name(self):
+        typed = self.cleaned_data["confirm_name"]
+        if typed != self.volume_name:
+            raise forms.ValidationError("The name you typed does not match the volume's name.")
+        return typed
+
+
+class ImportForm(forms.Form):
+    volume_name = forms.CharField(
+        max_length=255, required=False, label="Volume name to record",
+        help_text="The name the backup is listed under (and suggested for the restore). "
+                  "Empty: taken from the file's name.",
+    )
+
+    def clean_volume_name(self):
+        name = self.cleaned_data["volume_name"].strip()
+        if name and (problem := validate_volume_name(name)):
+            raise forms.ValidationError(problem)
+        return name

@@ -1,0 +1,47 @@
+"""python manage.py import_archive PATH [--volume-name NAME]"""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts import roles
+from backups.models import Backup
+from jobs.runner import run_job
+from project.errors import CargoholdError
+from restores import services
+from restores.management.commands._common import acting_user
+
+
+class Command(BaseCommand):
+    help = (
+        "Import a tar archive (plain, .tar.gz/.tgz or .tar.zst; the format is read from the content) as a backup "
+        "of origin 'imported': every member is checked, the archive stored with a manifest. Runs here, reading "
+        "PATH where it is. Prints the new backup's id, or exits non-zero naming why the archive was refused."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("path")
+        parser.add_argument("--volume-name", help="the volume name to record (default: from the file's name)")
+        parser.add_argument("--user", help="the Cargohold account to act as (recorded in the audit trail)")
+
+    def handle(self, *args, path, volume_name, user, **options):
+        source = Path(path)
+        if not source.is_file():
+            raise CommandError(f"{path}: no such file.")
+        user, requested_by = acting_user(user, roles.DOWNLOAD_ARCHIVE, "import archives")
+        name = volume_name or services.import_volume_name(source.name)
+        try:
+            backup = services.import_start(source=source, volume_name=name, original_name=source.name, user=user,
+                                           trigger="cli", requested_by=requested_by, staged=False)
+        except CargoholdError as exc:
+            raise CommandError(str(exc)) from None
+        run_job(backup.job_id, services.import_run)
+        from backups.services import backup_sync_with_job
+
+        backup_sync_with_job(job_id=backup.job_id)
+        backup.refresh_from_db()
+        if backup.status != Backup.Status.SUCCEEDED:
+            raise CommandError(f"Refused: {backup.error or backup.job.error}")
+        self.stdout.write(str(backup.pk))
+        self.stderr.write(f"Imported {backup.file_count} files from {source} as backup #{backup.pk} of "
+                          f"{backup.volume_name}: {backup.location}")

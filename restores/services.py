@@ -1,0 +1,993 @@
+"""Restores and imports: start (web, CLI), run (worker), recover after a crash.
+
+The web process and the CLI call the `*_start` functions (they check what the database
+can tell, write a row and a job, and audit); the worker runs the job handlers
+(`restore_run`, `import_run`, `restore_rollback_run`, `partial_volume_remove_run`) and
+`restores_recover` (registered with jobs.recovery). Only worker-side functions call the
+engine.
+
+Every restore checks the whole archive before it touches anything: one streamed read
+verifies the SHA-256 against the record and the manifest and validates every member
+(restores.safety). Only then is a volume created (new) or are containers stopped, a
+safety backup taken and the volume emptied (in place). The write streams storage ->
+bounded decompression -> member checks again -> the engine's archive endpoint on a
+never-started helper container, uncompressed; the last piece (with the tar's end
+marker) is only sent once the checksum of this second read matched too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import datetime, timezone as dt_timezone
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.services import audit_record
+from backups import archive
+from backups import services as backup_services
+from backups.archive import ArchiveError
+from backups.models import Backup
+from backups.services import backup_lock, volume_lock
+from backups.storage import StorageError, get_storage, manifest_key
+from jobs.models import Job
+from jobs.runner import WORKER_ID, JobCancelled, JobContext
+from jobs.services import LockHeld, job_create, lock_acquire, lock_release
+from project.errors import CargoholdError, Refused
+from restores.models import Restore
+from restores.safety import Layout, ScanResult, TarScanner, UnsafeArchive
+from restores.streams import HashingReader, detect_format, tar_chunks
+from volumes import engine
+from volumes.forms import validate_volume_name
+from volumes.models import Volume
+
+logger = logging.getLogger(__name__)
+
+KIND_RESTORE_NEW = "restore"
+KIND_RESTORE_IN_PLACE = "restore_in_place"
+KIND_IMPORT = "backup_import"
+KIND_ROLLBACK = "restore_rollback"
+KIND_REMOVE_PARTIAL = "restore_remove_partial"
+REDACTED = "***"
+# Empties the volume's root but keeps the root itself (its owner and mode come back from
+# the archive's `data/` member); fails loudly if anything is left.
+EMPTY_COMMAND = ["sh", "-c", 'find /data -mindepth 1 -maxdepth 1 -exec rm -rf {} + && test -z "$(ls -A /data)"']
+_STAGED_NAME = re.compile(r"^upload-[0-9a-f]{32}\.staged$")
+
+
+class _RunHere:
+    """The "task" of a job this process runs itself (the CLI import): nothing to enqueue."""
+
+    @staticmethod
+    def delay(*args, **kwargs):
+        return None
+
+    @staticmethod
+    def apply_async(*args, **kwargs):
+        return None
+
+
+def _lock_wait() -> float:
+    return float(getattr(settings, "BACKUP_LOCK_WAIT_SECONDS", 300))
+
+
+def _actor_name(user, requested_by: str) -> str:
+    if user is not None and getattr(user, "is_authenticated", False):
+        return user.get_username()
+    return requested_by
+
+
+def _refuse(message: str, *, action: str, user, requested_by: str, object_name: str, params: dict) -> None:
+    """Every refusal is audited, then raised."""
+    audit_record(action=action, actor=user, actor_name=requested_by, object_type="volume", object_name=object_name,
+                 params=params, result="error", error=message)
+    raise Refused(message)
+
+
+def backup_label(backup: Backup) -> str:
+    when = backup.finished_at or backup.created_at
+    stamp = when.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if when else ""
+    return f"#{backup.pk} of {backup.volume_name} ({stamp})"
+
+
+def manifest_volume(backup: Backup) -> dict:
+    """The volume settings a restore into a new volume starts from (the manifest's)."""
+    vol = (backup.manifest or {}).get("volume") or {}
+    options = vol.get("options") if isinstance(vol.get("options"), dict) else {}
+    labels = vol.get("labels") if isinstance(vol.get("labels"), dict) else {}
+    redacted = vol.get("options_redacted") if isinstance(vol.get("options_redacted"), list) else []
+    return {
+        "driver": str(vol.get("driver") or "local")[:255],
+        "options": {str(k): str(v) for k, v in options.items()},
+        "labels": {str(k): str(v) for k, v in labels.items()},
+        "redacted": [str(k) for k in redacted],
+    }
+
+
+def suggested_name(backup: Backup) -> str:
+    when = (backup.finished_at or backup.created_at or timezone.now()).astimezone(dt_timezone.utc)
+    base = re.sub(r"[^a-zA-Z0-9_.-]", "-", backup.volume_name or "restored")[:200] or "restored"
+    if not base[0].isalnum():
+        base = "r" + base
+    return f"{base}-restored-{when:%Y%m%d-%H%M%S}"
+
+
+# --- starting (web, CLI) -------------------------------------------------------------------
+
+
+def _check_restorable(backup: Backup) -> None:
+    if backup.is_active:
+        raise Refused(f"Backup #{backup.pk} is still {backup.status}: there is nothing to restore yet.")
+    if not backup.is_restorable:
+        why = "its archive is missing from storage" if backup.missing else f"it {backup.status}"
+        raise Refused(f"Backup #{backup.pk} cannot be restored: {why}.")
+    if not backup.sha256:
+        raise Refused(f"Backup #{backup.pk} has no recorded checksum; verify it first.")
+
+
+def _create_restore(*, backup: Backup, mode: str, volume_name: str, kind: str, task_params: dict, user,
+                    trigger: str, requested_by: str, queue: str | None, **fields) -> Restore:
+    from restores import tasks
+
+    with transaction.atomic():
+        job = job_create(
+            kind=kind, task=tasks.run_restore, target=volume_name,
+            params={"backup": backup.pk, "requested_by": _actor_name(user, requested_by), **task_params},
+            user=user, trigger=trigger, progress_total=backup.size_bytes, queue=queue,
+        )
+        restore = Restore.objects.create(
+            job=job, backup=backup, backup_label=backup_label(backup), mode=mode, volume_name=volume_name,
+            created_by=job.created_by, trigger=trigger, **fields,
+        )
+        audit_record(
+            action="restore_start", actor=user, actor_name=requested_by, object_type="volume",
+            object_name=volume_name,
+            params={"restore": restore.pk, "job": job.pk, "backup": backup.pk, "mode": mode,
+                    "source_volume": backup.volume_name, "trigger": trigger,
+                    **({"driver": restore.driver, "options": restore.options, "labels": restore.labels}
+                       if mode == Restore.Mode.NEW else {}),
+                    "allow_devices": restore.allow_devices},
+        )
+    return restore
+
+
+def restore_new_start(
+    *, backup: Backup, volume_name: str, driver: str | None = None, options: dict | None = None,
+    labels: dict | None = None, allow_devices: bool = False, user=None, trigger: str = "user",
+    requested_by: str = "", queue: str | None = None,
+) -> Restore:
+    """Queue a restore of `backup` into a new volume `volume_name`.
+
+    Driver, options and labels default to the manifest's (the form shows them for
+    editing). Refused, audited and nothing queued when the name is invalid or taken (in
+    the mirror, or by another queued restore), the backup cannot be restored, or a driver
+    option still holds the manifest's redaction mark. The worker checks the engine again.
+    """
+    defaults = manifest_volume(backup)
+    driver = (driver if driver is not None else defaults["driver"]).strip() or "local"
+    options = dict(defaults["options"] if options is None else options)
+    labels = dict(defaults["labels"] if labels is None else labels)
+    refusal = {"action": "restore_start", "user": user, "requested_by": requested_by, "object_name": volume_name,
+               "params": {"backup": backup.pk, "mode": "new", "trigger": trigger}}
+    try:
+        _check_restorable(backup)
+    except Refused as exc:
+        _refuse(str(exc), **refusal)
+    if problem := validate_volume_name(volume_name):
+        _refuse(problem, **refusal)
+    if Volume.objects.present().filter(name=volume_name).exists():
+        _refuse(f"A volume named {volume_name} already exists: choose another name, or restore in place.", **refusal)
+    if Restore.objects.filter(volume_name=volume_name, status__in=Restore.ACTIVE).exists():
+        _refuse(f"Another restore into {volume_name} is already queued or running.", **refusal)
+    redacted = [k for k, v in options.items() if v == REDACTED or (REDACTED in v and "=" in v)]
+    if redacted:
+        _refuse(
+            f"The driver option{'s' if len(redacted) > 1 else ''} {', '.join(redacted)} "
+            f"{'were' if len(redacted) > 1 else 'was'} not stored in the backup (secrets are not written "
+            "beside archives): type the real value before restoring.", **refusal,
+        )
+    return _create_restore(
+        backup=backup, mode=Restore.Mode.NEW, volume_name=volume_name, kind=KIND_RESTORE_NEW, task_params={},
+        user=user, trigger=trigger, requested_by=requested_by, queue=queue,
+        driver=driver, options=options, labels=labels, allow_devices=allow_devices,
+    )
+
+
+def restore_in_place_start(
+    *, backup: Backup, confirm_name: str, allow_devices: bool = False, user=None, trigger: str = "user",
+    requested_by: str = "", queue: str | None = None,
+) -> Restore:
+    """Queue a restore of `backup` over the content of its own volume (Admins).
+
+    `confirm_name` must be the volume's name, typed. The worker stops the containers that
+    use the volume, takes a safety backup, empties the volume, writes the archive, and
+    starts the containers again; if the write fails it puts the safety backup back.
+    """
+    name = backup.volume_name
+    refusal = {"action": "restore_start", "user": user, "requested_by": requested_by, "object_name": name,
+               "params": {"backup": backup.pk, "mode": "in_place", "trigger": trigger}}
+    try:
+        _check_restorable(backup)
+    except Refused as exc:
+        _refuse(str(exc), **refusal)
+    if confirm_name != name:
+        _refuse("The name you typed does not match the volume's name; nothing was restored.", **refusal)
+    if not Volume.objects.present().filter(name=name).exists():
+        _refuse(f"The volume {name} is not on the engine (any more): restore into a new volume instead.", **refusal)
+    if Restore.objects.filter(volume_name=name, status__in=Restore.ACTIVE).exists():
+        _refuse(f"Another restore of {name} is already queued or running.", **refusal)
+    unfinished = Restore.objects.filter(volume_name=name, rollback_pending=True).first()
+    if unfinished is not None:
+        _refuse(
+            f"Restore #{unfinished.pk} has not yet put the previous content of {name} back (its page says why): "
+            "wait for the recovery, press its button, or dismiss it first.", **refusal,
+        )
+    return _create_restore(
+        backup=backup, mode=Restore.Mode.IN_PLACE, volume_name=name, kind=KIND_RESTORE_IN_PLACE, task_params={},
+        user=user, trigger=trigger, requested_by=requested_by, queue=queue, allow_devices=allow_devices,
+    )
+
+
+# --- the archive: check, then write (worker side) ------------------------------------------
+
+
+def _recorded_checksums(backup: Backup, storage) -> str:
+    """The SHA-256 the archive must have: the record's, which the manifests must agree with."""
+    recorded = backup.sha256
+    in_row = ((backup.manifest or {}).get("archive") or {}).get("sha256")
+    try:
+        in_storage = (storage.read_json(manifest_key(backup.key)).get("archive") or {}).get("sha256")
+    except StorageError:
+        in_storage = None  # an archive without a manifest file: the record alone decides
+    for what, value in (("its manifest in the catalogue", in_row), ("its manifest in storage", in_storage)):
+        if value is not None and value != recorded:
+            raise UnsafeArchive(
+                f"Backup #{backup.pk}: {what} gives the SHA-256 {value}, its record {recorded}. The archive or its "
+                "manifest was changed; nothing was restored."
+            )
+    return recorded
+
+
+def check_archive(*, key: str, compression: str, sha256: str, allow_devices: bool, file_count: int | None = None,
+                  storage=None, on_bytes=None) -> ScanResult:
+    """Read a stored archive once: its SHA-256 and every member. Returns the ScanResult.
+
+    Raises UnsafeArchive / ArchiveError naming the problem; a changed checksum is named
+    first (a tampered archive often also fails to parse).
+    """
+    storage = storage or get_storage()
+    scanner = TarScanner(allow_devices=allow_devices)
+    problem: CargoholdError | None = None
+    with storage.open_reader(key) as raw:
+        reader = HashingReader(raw, on_read=on_bytes)
+        try:
+            for chunk in tar_chunks(reader, compression):
+                scanner.feed(chunk)
+            result = scanner.close()
+        except (ArchiveError, UnsafeArchive) as exc:
+            problem = exc
+        reader.drain()
+    actual = reader.hexdigest()
+    if sha256 and actual != sha256:
+        extra = f" ({problem})" if problem else ""
+        raise ArchiveError(
+            f"The archive's SHA-256 is {actual}, not the recorded {sha256}: it was changed or damaged in "
+            f"storage{extra}."
+        )
+    if problem is not None:
+        raise problem
+    if file_count is not None and result.stats.file_count != file_count:
+        raise ArchiveError(f"The archive holds {result.stats.file_count} files; {file_count} were recorded.")
+    return result
+
+
+def _tar_pieces(*, storage, key: str, compression: str, layout: Layout, allow_devices: bool, sha256: str,
+                on_bytes=None, check_cancelled=None):
+    """The archive as the engine gets it: uncompressed, checked again, names rewritten for
+    the ./ layout. One piece is held back until the end, so the tar's end marker only
+    reaches the engine once the whole stream checked out (checksum included)."""
+    scanner = TarScanner(allow_devices=allow_devices, expect=layout, rewrite=layout is Layout.DOT)
+    held = None
+    with storage.open_reader(key) as raw:
+        reader = HashingReader(raw)
+        for chunk in tar_chunks(reader, compression):
+            out = scanner.feed(chunk)
+            piece = b"".join(out) if layout is Layout.DOT else chunk
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+            if check_cancelled is not None:
+                check_cancelled()
+            if held is not None:
+                yield held
+            held = piece
+        reader.drain()
+    scanner.close()
+    if sha256 and reader.hexdigest() != sha256:
+        raise ArchiveError(f"The archive changed while it was being restored (SHA-256 {reader.hexdigest()}).")
+    if held:
+        yield held
+
+
+def write_archive(*, volume_name: str, key: str, compression: str, layout: Layout, allow_devices: bool,
+                  sha256: str, job_id: int | None, storage=None, on_bytes=None, check_cancelled=None) -> None:
+    """Stream a stored archive into the volume through a never-started helper container."""
+    storage = storage or get_storage()
+    pieces = backup_services._prefetch(_tar_pieces(
+        storage=storage, key=key, compression=compression, layout=layout, allow_devices=allow_devices,
+        sha256=sha256, on_bytes=on_bytes, check_cancelled=check_cancelled,
+    ))
+    with engine.helper_container(volume_name, read_only=False, purpose="restore", job_id=job_id) as cid:
+        try:
+            engine.put_archive(cid, pieces, path="/")
+        finally:
+            pieces.close()
+
+
+def empty_volume(*, volume_name: str, job_id: int | None) -> None:
+    engine.run_helper(volume_name, EMPTY_COMMAND, timeout=settings.RESTORE_EMPTY_TIMEOUT_SECONDS,
+                      purpose="restore-empty", job_id=job_id)
+
+
+# --- running a restore (worker side) ---------------------------------------------------------
+
+
+def _mark(row, **fields) -> None:
+    for name, value in fields.items():
+        setattr(row, name, value)
+    row.save(update_fields=list(fields))
+
+
+def _audit_finished(restore: Restore) -> None:
+    ok = restore.status == Restore.Status.SUCCEEDED
+    audit_record(
+        action="restore_finish", actor=restore.created_by,
+        actor_name=(restore.job.params.get("requested_by", "") if restore.job else ""),
+        object_type="volume", object_name=restore.volume_name,
+        params={"restore": restore.pk, "backup": restore.backup_id, "mode": restore.mode, "status": restore.status,
+                "outcome": restore.outcome, "safety_backup": restore.safety_backup_id},
+        result="ok" if ok else "error", error="" if ok else restore.error,
+    )
+
+
+def restore_run(ctx: JobContext) -> dict:
+    """Job handler of both restore kinds; see the module docstring for the order of steps."""
+    restore = Restore.objects.select_related("backup", "created_by", "job").get(job=ctx.job)
+    if restore.status != Restore.Status.QUEUED:
+        return {"message": f"Restore #{restore.pk} was already {restore.status}."}
+    _mark(restore, status=Restore.Status.RUNNING, started_at=timezone.now())
+    try:
+        backup = restore.backup
+        if backup is None:
+            raise Refused("The backup to restore from was deleted; nothing was restored.")
+        _check_restorable(backup)
+        if restore.in_place:
+            _restore_in_place(ctx, restore, backup)
+        else:
+            _restore_new(ctx, restore, backup)
+    except BaseException as exc:
+        if isinstance(exc, JobCancelled):
+            status, error = Restore.Status.CANCELLED, "Cancelled by request."
+        elif isinstance(exc, CargoholdError):
+            status, error = Restore.Status.FAILED, str(exc)
+        else:
+            status, error = Restore.Status.FAILED, f"Unexpected error: {type(exc).__name__}: {exc}"
+        _mark(restore, status=status, error=error, finished_at=timezone.now())
+        _audit_finished(restore)
+        raise
+    _mark(restore, status=Restore.Status.SUCCEEDED, phase="done", finished_at=timezone.now())
+    _audit_finished(restore)
+    return {"restore": restore.pk, "volume": restore.volume_name, "message": restore.outcome}
+
+
+def _check_phase(ctx: JobContext, restore: Restore, backup: Backup, storage, *, untouched: str):
+    _mark(restore, phase="checking")
+    ctx.set_progress(0, backup.size_bytes, "Checking the archive: checksum and every member")
+
+    def on_bytes(n: int) -> None:
+        ctx.done += n
+        ctx.check_cancelled()
+
+    try:
+        sha = _recorded_checksums(backup, storage)
+        result = check_archive(key=backup.key, compression=backup.compression, sha256=sha,
+                               allow_devices=restore.allow_devices, file_count=backup.file_count,
+                               storage=storage, on_bytes=on_bytes)
+    except (ArchiveError, UnsafeArchive, StorageError) as exc:
+        raise type(exc)(f"{exc} {untouched}") from None
+    _mark(restore, layout=result.layout.value, file_count=result.stats.file_count, tar_bytes=result.stats.tar_bytes)
+    return sha, result
+
+
+def _write_phase(ctx: JobContext, restore: Restore, *, key: str, compression: str, sha: str, layout: Layout,
+                 total: int | None, message: str, cancellable: bool = True) -> None:
+    ctx.set_progress(0, total, message)
+
+    def on_bytes(n: int) -> None:
+        ctx.done += n
+
+    write_archive(volume_name=restore.volume_name, key=key, compression=compression, layout=layout,
+                  allow_devices=restore.allow_devices, sha256=sha, job_id=ctx.job.pk, on_bytes=on_bytes,
+                  check_cancelled=ctx.check_cancelled if cancellable else None)
+
+
+def _restore_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
+    name = restore.volume_name
+    storage = get_storage()
+    with ctx.lock(volume_lock(name), wait_seconds=_lock_wait()):
+        with ctx.lock(backup_lock(backup.pk), wait_seconds=_lock_wait()):
+            sha, result = _check_phase(ctx, restore, backup, storage, untouched="No volume was created.")
+            _mark(restore, phase="creating")
+            ctx.say(f"Creating volume {name}")
+            if engine.volume_exists(name):
+                raise Refused(f"A volume named {name} already exists on the engine; nothing was changed.")
+            _mark(restore, volume_create_requested=True)
+            ev = engine.create_volume(name=name, driver=restore.driver, options=restore.options,
+                                      labels=restore.labels)
+            _mark(restore, volume_created_at=ev.created_at.isoformat() if ev.created_at else "")
+            try:
+                _mark(restore, phase="writing")
+                _write_phase(ctx, restore, key=backup.key, compression=backup.compression, sha=sha,
+                             layout=result.layout, total=result.stats.tar_bytes,
+                             message=f"Writing {result.stats.file_count} files into {name}")
+                _mark(restore, written_at=timezone.now(),
+                      outcome=f"Volume {name} was created with the content of backup {restore.backup_label}.")
+            except BaseException as exc:
+                _mark(restore, phase="removing")
+                removed, why = _remove_own_volume(restore)
+                if removed:
+                    _mark(restore, outcome=f"The restore failed; the half-filled volume {name} was removed.")
+                else:
+                    _mark(restore, partial=True,
+                          outcome=f"The restore failed and the half-filled volume {name} could not be removed "
+                                  f"({why}): it is marked partial; remove it from this page.")
+                    from volumes.services import volume_error_record
+
+                    volume_error_record(name=name, error=f"Partial restore #{restore.pk}: {why}")
+                if isinstance(exc, CargoholdError):
+                    raise type(exc)(f"{exc} {restore.outcome}") from exc
+                raise
+            finally:
+                from volumes.services import mirror_sync_quietly
+
+                mirror_sync_quietly()
+
+
+def _remove_own_volume(restore: Restore, *, attempts: int = 10) -> tuple[bool, str]:
+    """Remove the volume this restore created (and only that one: same CreatedAt, unused)."""
+    name = restore.volume_name
+    why = ""
+    for attempt in range(attempts):
+        try:
+            ev = engine.inspect_volume(name)
+        except engine.NotFound:
+            return True, ""
+        except engine.EngineError as exc:
+            why = str(exc)
+            time.sleep(1)
+            continue
+        created = ev.created_at.isoformat() if ev.created_at else ""
+        if restore.volume_created_at and created != restore.volume_created_at:
+            return False, f"the volume {name} on the engine is not the one this restore created"
+        try:
+            engine.remove_volume(name)
+            return True, ""
+        except engine.Conflict as exc:  # the engine may still be finishing the aborted extraction
+            why = str(exc)
+        except engine.EngineError as exc:
+            why = str(exc)
+        time.sleep(1 if attempt < attempts - 1 else 0)
+    return False, why
+
+
+def _take_safety_backup(ctx: JobContext, restore: Restore) -> Backup:
+    """A normal backup (listed, origin "safety") of the volume as it is now, taken by the
+    backups app's own handler inside this job (the volume lock is ours already)."""
+    volume = Volume.objects.filter(name=restore.volume_name).first()
+    safety = Backup.objects.create(
+        job=ctx.job, volume=volume, volume_name=restore.volume_name, origin=Backup.Origin.SAFETY,
+        compression=Backup.Compression.ZSTD, stop_containers=False,
+        bytes_expected=volume.size_bytes if volume else None, created_by=restore.created_by, trigger=restore.trigger,
+    )
+    _mark(restore, safety_backup=safety, phase="safety_backup")
+    audit_record(action="backup_start", actor=restore.created_by, object_type="volume",
+                 object_name=restore.volume_name,
+                 params={"backup": safety.pk, "job": ctx.job.pk, "origin": "safety", "restore": restore.pk})
+    try:
+        backup_services.backup_run(ctx)
+    except CargoholdError as exc:
+        raise CargoholdError(f"The safety backup failed, so the volume was not changed: {exc}") from exc
+    safety.refresh_from_db()
+    if safety.status != Backup.Status.SUCCEEDED:
+        raise CargoholdError(f"The safety backup {safety.status}, so the volume was not changed: {safety.error}")
+    return safety
+
+
+def _restore_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None:
+    name = restore.volume_name
+    storage = get_storage()
+    with ctx.lock(volume_lock(name), wait_seconds=_lock_wait()):
+        with ctx.lock(backup_lock(backup.pk), wait_seconds=_lock_wait()):
+            try:
+                engine.inspect_volume(name)
+            except engine.NotFound:
+                raise Refused(f"The volume {name} no longer exists on the engine; nothing was restored.") from None
+            # Checked while the containers still run: a bad archive costs no downtime.
+            sha, result = _check_phase(ctx, restore, backup, storage, untouched="The volume was not touched.")
+            _mark(restore, phase="stopping")
+            kept_stopped: list = []
+            try:
+                with backup_services._containers_stopped(ctx, restore):
+                    safety = _take_safety_backup(ctx, restore)
+                    # Written before emptying: from here on a crash means "put the safety backup back".
+                    _mark(restore, rollback_pending=True, phase="emptying")
+                    try:
+                        ctx.say(f"Emptying volume {name}")
+                        empty_volume(volume_name=name, job_id=ctx.job.pk)
+                        _mark(restore, emptied_at=timezone.now(), phase="writing")
+                        _write_phase(ctx, restore, key=backup.key, compression=backup.compression, sha=sha,
+                                     layout=result.layout, total=result.stats.tar_bytes,
+                                     message=f"Writing {result.stats.file_count} files into {name}")
+                        _mark(restore, written_at=timezone.now(), rollback_pending=False, phase="starting",
+                              outcome=f"Volume {name} now holds the content of backup {restore.backup_label}; its "
+                                      f"previous content is in safety backup #{safety.pk}.")
+                    except BaseException as exc:
+                        if not _roll_back(ctx, restore, safety):
+                            # The volume is not whole: its containers stay stopped until the
+                            # recovery (or the button) has put the previous content back —
+                            # a database started on an empty volume would initialise a new one.
+                            kept_stopped = list(restore.stopped_containers)
+                            restore.stopped_containers = []
+                        if isinstance(exc, CargoholdError):
+                            raise type(exc)(f"{exc} {restore.outcome}") from exc
+                        raise
+            finally:
+                if kept_stopped:
+                    _mark(restore, stopped_containers=kept_stopped, restart_pending=True,
+                          restart_error="Not started again: the volume's previous content is not back yet.")
+            if restore.restart_error:
+                _mark(restore, outcome=f"{restore.outcome} {restore.restart_error}")
+    from volumes.services import mirror_sync_quietly
+
+    mirror_sync_quietly()
+
+
+def _roll_back(ctx: JobContext | None, restore: Restore, safety: Backup | None) -> bool:
+    """Put the safety backup back into the volume (after a failed write, or after a crash).
+
+    Records the outcome on the row; returns True when the volume holds its previous
+    content again. Not cancellable: a half-restored volume is worse than waiting.
+    """
+    name = restore.volume_name
+    _mark(restore, phase="rolling_back")
+    try:
+        if safety is None or not safety.is_restorable:
+            raise CargoholdError("there is no usable safety backup")
+        if ctx is not None:
+            ctx.say(f"Putting the previous content of {name} back from safety backup #{safety.pk}")
+        empty_volume(volume_name=name, job_id=restore.job_id)
+        total = safety.bytes_read or None
+
+        def on_bytes(n: int) -> None:
+            if ctx is not None:
+                ctx.done += n
+
+        if ctx is not None:
+            ctx.set_progress(0, total, f"Putting the previous content back from safety backup #{safety.pk}")
+        write_archive(volume_name=name, key=safety.key, compression=safety.compression, layout=Layout.DATA,
+                      allow_devices=True, sha256=safety.sha256, job_id=restore.job_id, on_bytes=on_bytes)
+    except Exception as exc:
+        held = f"safety backup #{safety.pk}" if safety is not None else "no safety backup"
+        _mark(restore, rollback_error=str(exc),
+              outcome=f"Putting the volume's previous content back failed too ({exc}); it is in {held}. "
+                      "Cargohold's recovery retries; restore that backup in place if it keeps failing.")
+        audit_record(action="restore_rollback", object_type="volume", object_name=name,
+                     params={"restore": restore.pk, "safety_backup": restore.safety_backup_id},
+                     result="error", error=str(exc))
+        return False
+    _mark(restore, rollback_pending=False, rolled_back_at=timezone.now(), rollback_error="",
+          outcome=f"The volume's previous content was put back from safety backup #{safety.pk}.")
+    audit_record(action="restore_rollback", object_type="volume", object_name=name,
+                 params={"restore": restore.pk, "safety_backup": safety.pk})
+    return True
+
+
+def restore_sync_with_job(*, job_id: int) -> None:
+    """A restore whose job ended without the handler finishing (cancelled while queued,
+    worker killed) takes the job's outcome. Idempotent."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.is_active:
+        return
+    for restore in Restore.objects.filter(job=job, status__in=Restore.ACTIVE):
+        status = Restore.Status.CANCELLED if job.status == Job.Status.CANCELLED else Restore.Status.FAILED
+        error = job.error or "The job ended before the restore finished."
+        if Restore.objects.filter(pk=restore.pk, status__in=Restore.ACTIVE).update(
+            status=status, error=error, finished_at=job.finished_at or timezone.now()
+        ):
+            restore.refresh_from_db()
+            if restore.mode == Restore.Mode.NEW and restore.volume_create_requested and not restore.written_at:
+                _mark(restore, partial=True,
+                      outcome=f"The restore stopped half-way; the volume {restore.volume_name} it created is "
+                              "incomplete, marked partial: remove it from this page.")
+                from volumes.services import volume_error_record
+
+                volume_error_record(name=restore.volume_name,
+                                    error=f"Partial restore #{restore.pk}: incomplete content; removable.")
+            _audit_finished(restore)
+
+
+# --- buttons: put the previous content back, remove a partial volume -------------------------
+
+
+def restore_rollback_start(*, restore: Restore, user=None, trigger: str = "user") -> Job:
+    if not restore.rollback_pending or restore.is_active:
+        raise Refused("There is nothing to put back for this restore.")
+    from restores import tasks
+
+    with transaction.atomic():
+        job = job_create(kind=KIND_ROLLBACK, task=tasks.rollback_restore, target=restore.volume_name,
+                         params={"restore": restore.pk}, user=user, trigger=trigger)
+        audit_record(action="restore_rollback_start", actor=user, object_type="volume",
+                     object_name=restore.volume_name, params={"restore": restore.pk, "job": job.pk})
+    return job
+
+
+def restore_rollback_run(ctx: JobContext) -> dict:
+    restore = Restore.objects.select_related("safety_backup").filter(pk=ctx.job.params.get("restore")).first()
+    if restore is None or not restore.rollback_pending:
+        return {"message": "Nothing to put back (already done)."}
+    with ctx.lock(volume_lock(restore.volume_name), wait_seconds=_lock_wait()):
+        restore.refresh_from_db()
+        if not restore.rollback_pending:
+            return {"message": "Nothing to put back (already done)."}
+        if not _roll_back(ctx, restore, restore.safety_backup):
+            raise CargoholdError(restore.outcome)
+        _restart_after_recovery(restore)
+    return {"message": restore.outcome}
+
+
+def partial_volume_remove_start(*, restore: Restore, user=None, trigger: str = "user") -> Job:
+    if not restore.partial or restore.is_active:
+        raise Refused("This restore left no partial volume to remove.")
+    from restores import tasks
+
+    with transaction.atomic():
+        job = job_create(kind=KIND_REMOVE_PARTIAL, task=tasks.remove_partial_volume, target=restore.volume_name,
+                         params={"restore": restore.pk}, user=user, trigger=trigger)
+        audit_record(action="restore_remove_partial_start", actor=user, object_type="volume",
+                     object_name=restore.volume_name, params={"restore": restore.pk, "job": job.pk})
+    return job
+
+
+def partial_volume_remove_run(ctx: JobContext) -> dict:
+    """Remove the half-filled volume of a failed restore: only if it is still the volume
+    that restore created (same creation time) and no container uses it."""
+    restore = Restore.objects.filter(pk=ctx.job.params.get("restore")).first()
+    if restore is None or not restore.partial:
+        return {"message": "Nothing to remove (already done)."}
+    name = restore.volume_name
+    with ctx.lock(volume_lock(name), wait_seconds=_lock_wait()):
+        users = [c.name for c in engine.list_containers() if any(m.volume_name == name for m in c.mounts)
+                 and engine.HELPER_LABEL not in c.labels]
+        if users:
+            raise Refused(f"The volume {name} is used by {', '.join(users)}: it is not removed.")
+        engine.remove_job_helpers(job_id=restore.job_id) if restore.job_id else None
+        removed, why = _remove_own_volume(restore, attempts=3)
+        if not removed:
+            raise CargoholdError(f"The partial volume {name} was not removed: {why}.")
+    _mark(restore, partial=False, partial_removed_at=timezone.now(),
+          outcome=f"The half-filled volume {name} was removed.")
+    from volumes.services import mirror_sync_quietly, volume_error_clear
+
+    volume_error_clear(name=name)
+    mirror_sync_quietly()
+    audit_record(action="restore_remove_partial", actor=ctx.job.created_by, object_type="volume", object_name=name,
+                 params={"restore": restore.pk})
+    return {"message": restore.outcome}
+
+
+def restore_dismiss(*, restore: Restore, user=None, request=None) -> None:
+    """An Admin accepts the volume as it is (no safety backup to put back, say): the
+    pending put-back is dropped, and the recovery then starts the containers again."""
+    if not restore.rollback_pending or restore.is_active:
+        raise Refused("There is nothing pending to dismiss for this restore.")
+    who = _actor_name(user, "")
+    _mark(restore, rollback_pending=False, rollback_error=f"{restore.rollback_error} Dismissed by {who}.".strip(),
+          outcome=f"{restore.outcome} {who} dismissed putting the previous content back; the volume stays as it is."
+          .strip())
+    audit_record(action="restore_dismiss", actor=user, request=request, object_type="volume",
+                 object_name=restore.volume_name, params={"restore": restore.pk})
+
+
+# --- recovery (worker start and every minute) ---------------------------------------------
+
+
+def _restart_after_recovery(restore: Restore) -> None:
+    if not restore.restart_pending:
+        return
+    errors = backup_services._start_again(restore.stopped_containers)
+    _mark(restore, restart_pending=bool(errors), restart_error="; ".join(errors))
+    if not errors:
+        audit_record(action="restore_restart_containers", object_type="volume", object_name=restore.volume_name,
+                     params={"restore": restore.pk,
+                             "containers": [c.get("name") for c in restore.stopped_containers]})
+
+
+def restores_recover() -> dict:
+    """Repair what crashed restores left. Idempotent; safe beside running jobs.
+
+    - restores whose job ended take its outcome; a new volume a killed restore half
+      filled is marked partial (removable from the restore's page);
+    - in place, once the volume was about to be emptied: the safety backup is put back
+      (under the volume's lock; skipped while someone else holds it);
+    - then the containers the restore stopped are started again.
+    """
+    report = {"finished": [], "rolled_back": [], "restarted": [], "skipped": []}
+    dead = Restore.objects.filter(status__in=Restore.ACTIVE, job__isnull=False).exclude(job__status__in=Job.ACTIVE)
+    for restore in list(dead):
+        restore_sync_with_job(job_id=restore.job_id)
+        report["finished"].append(restore.pk)
+        try:
+            engine.remove_job_helpers(job_id=restore.job_id)
+        except engine.EngineError:
+            pass
+    ended = Restore.objects.exclude(status__in=Restore.ACTIVE).exclude(job__status__in=Job.ACTIVE)
+    for restore in list(ended.filter(rollback_pending=True).select_related("safety_backup")):
+        owner = f"recovery of restore {restore.pk} on {WORKER_ID}"
+        try:
+            lock_acquire(resource=volume_lock(restore.volume_name), owner=owner, ttl=_ttl())
+        except LockHeld:
+            report["skipped"].append(restore.pk)
+            continue
+        try:
+            restore.refresh_from_db()
+            if restore.rollback_pending and _roll_back(None, restore, restore.safety_backup):
+                report["rolled_back"].append(restore.pk)
+        finally:
+            lock_release(resource=volume_lock(restore.volume_name), owner=owner)
+    for restore in list(ended.filter(restart_pending=True, rollback_pending=False)):
+        _restart_after_recovery(restore)
+        if not restore.restart_pending:
+            report["restarted"].append(restore.pk)
+    if report["rolled_back"] or report["restarted"]:
+        from volumes.services import mirror_sync_quietly
+
+        mirror_sync_quietly()
+    if any(report.values()):
+        logger.warning("restore recovery: %s", report)
+    return report
+
+
+def _ttl():
+    from datetime import timedelta
+
+    # Long enough for putting a large volume back; released as soon as it is done.
+    return timedelta(seconds=max(settings.LOCK_TTL_SECONDS, 6 * 3600))
+
+
+# --- imports ---------------------------------------------------------------------------------
+
+
+def upload_dir() -> Path:
+    path = Path(settings.UPLOAD_DIR)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def staged_path(name: str) -> Path:
+    if not isinstance(name, str) or not _STAGED_NAME.match(name):
+        raise Refused("Invalid staged upload name.")
+    return upload_dir() / name
+
+
+def import_volume_name(original_name: str) -> str:
+    """A volume name from an uploaded file's name (backup.tar.gz -> backup)."""
+    base = Path(original_name or "").name
+    for ext in (".tar.zst", ".tar.zstd", ".tar.gz", ".tgz", ".tzst", ".tar", ".zst", ".gz"):
+        if base.lower().endswith(ext):
+            base = base[: -len(ext)]
+            break
+    base = re.sub(r"[^a-zA-Z0-9_.-]+", "-", base).strip("-._")[:200]
+    if len(base) < 2 or not base[0].isalnum():
+        base = f"imported-{base}" if base else "imported"
+    return base
+
+
+def import_start(*, source: Path, volume_name: str, original_name: str = "", user=None, trigger: str = "user",
+                 requested_by: str = "", staged: bool = True, queue: str | None = None) -> Backup:
+    """Queue the import of an archive file as a backup of origin "imported".
+
+    `staged=True`: `source` is an upload in UPLOAD_DIR that the worker imports and then
+    deletes. `staged=False` (the CLI): the caller runs the job itself with `run_job`,
+    reading `source` where it is. The format is checked from the content at once.
+    """
+    refusal = {"action": "backup_import", "user": user, "requested_by": requested_by, "object_name": volume_name,
+               "params": {"file": original_name or source.name, "trigger": trigger}}
+    if problem := validate_volume_name(volume_name):
+        _refuse(problem, **refusal)
+    try:
+        with open(source, "rb") as f:
+            head = f.read(4096)
+            size = f.seek(0, 2)
+        fmt = detect_format(head)
+    except ArchiveError as exc:
+        _refuse(str(exc), **refusal)
+    except OSError as exc:
+        _refuse(f"Cannot read {source}: {exc.strerror or exc}.", **refusal)
+    limit = settings.UPLOAD_MAX_BYTES
+    if limit and size > limit:
+        _refuse(f"The archive is {size} bytes; at most {limit} bytes are accepted (UPLOAD_MAX_BYTES).", **refusal)
+    from restores import tasks
+
+    params = {"original_name": (original_name or source.name)[:255], "format": fmt, "size": size,
+              "requested_by": _actor_name(user, requested_by)}
+    if staged:
+        params["staged"] = staged_path(source.name).name
+    else:
+        params["source"] = str(Path(source).resolve())
+    with transaction.atomic():
+        job = job_create(kind=KIND_IMPORT, task=tasks.import_archive if staged else _RunHere,
+                         target=volume_name, target_type="backup", params=params, user=user, trigger=trigger,
+                         progress_total=size, queue=queue)
+        backup = Backup.objects.create(
+            job=job, volume=Volume.objects.filter(name=volume_name).first(), volume_name=volume_name,
+            origin=Backup.Origin.IMPORTED, compression="gzip" if fmt == "gzip" else "zstd",
+            created_by=job.created_by, trigger=trigger,
+        )
+        audit_record(action="backup_import_start", actor=user, actor_name=requested_by, object_type="backup",
+                     object_name=str(backup.pk),
+                     params={"volume": volume_name, "file": params["original_name"], "format": fmt, "size": size,
+                             "job": job.pk, "trigger": trigger})
+    return backup
+
+
+def _import_source(job: Job) -> Path:
+    if job.params.get("staged"):
+        return staged_path(job.params["staged"])
+    if job.trigger == "cli" and job.params.get("source"):
+        return Path(job.params["source"])
+    raise Refused("The import has no file to read.")
+
+
+def import_run(ctx: JobContext) -> dict:
+    """Job handler: validate an archive, store it (gzip/zstd as uploaded, plain tar
+    compressed with zstd), checksum, re-read to verify, write its manifest.
+
+    Only workers write into storage. Every member is checked like a restore checks it,
+    so a refused archive never becomes a backup. The staged upload is deleted at the end
+    whatever happens.
+    """
+    backup = Backup.objects.select_related("created_by").get(job=ctx.job)
+    if backup.status != Backup.Status.QUEUED:
+        return {"message": f"Import #{backup.pk} was already {backup.status}."}
+    _mark(backup, status=Backup.Status.RUNNING, started_at=timezone.now())
+    storage = get_storage()
+    committed = False
+    source = None
+    try:
+        source = _import_source(ctx.job)
+        fmt = ctx.job.params.get("format")
+        with open(source, "rb") as f:
+            if detect_format(f.read(4096)) != fmt:
+                raise ArchiveError("The file changed since it was uploaded.")
+            f.seek(0)
+            key = backup_services._archive_key(backup.volume_name, backup.started_at, backup.compression, storage)
+            _mark(backup, key=key, location=storage.location(key), storage=storage.name)
+            ctx.set_progress(0, ctx.job.params.get("size"), "Checking and storing the archive")
+            result, sha, stored_bytes, upload_sha = _store_import(ctx, f, fmt, key, backup, storage)
+        committed = True
+        ctx.set_progress(0, stored_bytes, "Verifying the stored archive")
+        check_archive(key=key, compression=backup.compression, sha256=sha, allow_devices=True,
+                      file_count=result.stats.file_count, storage=storage,
+                      on_bytes=lambda n: setattr(ctx, "done", ctx.done + n))
+        finished = timezone.now()
+        ev = engine.EngineVolume(name=backup.volume_name, driver="local", mountpoint="", scope="local", options={},
+                                 labels={}, created_at=None)
+        packed = archive.PackResult(stats=result.stats, sha256=sha, compressed_bytes=stored_bytes)
+        manifest = backup_services._build_manifest(backup=backup, ev=ev, packed=packed, engine_facts={},
+                                                   finished_at=finished)
+        if result.layout is Layout.DOT:
+            manifest["archive"]["layout"] = (
+                "tar, members under ./ (the volume's root); restore with `tar -xf <archive> -C <volume folder>`"
+            )
+        manifest["import"] = {
+            "original_name": ctx.job.params.get("original_name", ""), "uploaded_format": fmt,
+            "uploaded_bytes": ctx.job.params.get("size"), "uploaded_sha256": upload_sha,
+            "root": result.layout.value, "devices": result.stats.others,
+        }
+        storage.write_json(manifest_key(key), manifest, token=backup.uid.hex)
+        _mark(backup, status=Backup.Status.SUCCEEDED, finished_at=finished, manifest=manifest,
+              bytes_read=result.stats.tar_bytes, data_bytes=result.stats.data_bytes, size_bytes=stored_bytes,
+              file_count=result.stats.file_count, sha256=sha, verified=True, verified_at=finished, verify_error="")
+    except BaseException as exc:
+        if committed:
+            backup_services._remove_archive(storage, backup)
+        if isinstance(exc, JobCancelled):
+            status, error = Backup.Status.CANCELLED, "Cancelled by request."
+        elif isinstance(exc, CargoholdError):
+            status, error = Backup.Status.FAILED, str(exc)
+        else:
+            status, error = Backup.Status.FAILED, f"Unexpected error: {type(exc).__name__}: {exc}"
+        _mark(backup, status=status, error=error, finished_at=timezone.now())
+        _audit_import(backup, ctx.job)
+        raise
+    finally:
+        if source is not None and ctx.job.params.get("staged"):
+            source.unlink(missing_ok=True)
+    _audit_import(backup, ctx.job)
+    return {"backup": backup.pk, "message": (
+        f"Imported {backup.file_count} files ({result.layout.description}) as backup #{backup.pk} "
+        f"of {backup.volume_name}; SHA-256 {backup.sha256}."
+    )}
+
+
+def _store_import(ctx: JobContext, f, fmt: str, key: str, backup: Backup, storage):
+    scanner = TarScanner(allow_devices=True)  # devices are refused at restore time unless allowed
+
+    def on_read(n: int) -> None:
+        ctx.done += n
+        ctx.check_cancelled()
+
+    with storage.open_temp_writer(key, token=backup.uid.hex) as writer:
+        if fmt in ("zstd", "gzip"):
+            # Stored as uploaded: the user's own checksum of the file stays valid.
+            reader = HashingReader(f, on_read=on_read, sink=writer)
+            for chunk in tar_chunks(reader, fmt):
+                scanner.feed(chunk)
+            reader.drain()
+            result = scanner.close()
+            sha = upload_sha = reader.hexdigest()
+            stored = reader.bytes_read
+        else:
+            reader = HashingReader(f, on_read=on_read)
+            comp = archive.compressor("zstd", level=getattr(settings, "BACKUP_ZSTD_LEVEL", None))
+            sink = archive.HashingWriter(writer)
+            for chunk in tar_chunks(reader, "tar"):
+                scanner.feed(chunk)
+                sink.write(comp.feed(chunk))
+            result = scanner.close()
+            sink.write(comp.finish())
+            sha, stored, upload_sha = sink.hexdigest(), sink.bytes_written, reader.hexdigest()
+        ctx.say("Saving the archive")
+        writer.commit()
+    return result, sha, stored, upload_sha
+
+
+def _audit_import(backup: Backup, job: Job) -> None:
+    ok = backup.status == Backup.Status.SUCCEEDED
+    audit_record(
+        action="backup_import", actor=backup.created_by, actor_name=job.params.get("requested_by", ""),
+        object_type="backup", object_name=str(backup.pk),
+        params={"volume": backup.volume_name, "file": job.params.get("original_name", ""), "status": backup.status,
+                "sha256": backup.sha256, "location": backup.location},
+        result="ok" if ok else "error", error="" if ok else backup.error,
+    )
+
+
+def uploads_clean(*, older_than_seconds: int = 24 * 3600) -> list[str]:
+    """Remove staged uploads no job will import (their job ended, or a day old and unknown)."""
+    removed = []
+    folder = Path(settings.UPLOAD_DIR)
+    if not folder.is_dir():
+        return removed
+    pending = set(
+        Job.objects.filter(kind=KIND_IMPORT, status__in=Job.ACTIVE).values_list("params__staged", flat=True)
+    )
+    now = time.time()
+    for path in folder.iterdir():
+        if path.name in pending or not path.is_file():
+            continue
+        if path.name.endswith(".partial") or _STAGED_NAME.match(path.name):
+            try:
+                if now - path.stat().st_mtime > older_than_seconds or (
+                    _STAGED_NAME.match(path.name) and Job.objects.filter(
+                        kind=KIND_IMPORT, params__staged=path.name).exclude(status__in=Job.ACTIVE).exists()
+                ):
+                    path.unlink()
+                    removed.append(path.name)
+            except FileNotFoundError:
+                continue
+    return removed

@@ -1,0 +1,205 @@
+"""Fixtures for restore tests: volumes with every kind of content, listings made inside a
+container, and running the real handlers in this process against the real engine."""
+
+import io
+import os
+import tarfile
+
+import pytest
+
+from tests import dockercli
+
+# Everything a restore must bring back, built with the helper image's busybox. Owners are
+# set before modes (chown clears setuid/setgid), times last and bottom-up (creating an
+# entry changes its folder's mtime).
+FIDELITY_SCRIPT = r"""
+set -e
+cd /data
+mkdir -p dir/sub emptydir sticky setgid-dir deep/a/b/c
+printf 'hello\n' > dir/hello.txt
+head -c 300000 /dev/urandom > dir/sub/random.bin
+: > empty-file
+printf 'x' > 'name with spaces'
+printf 'y' > "$(printf 'caf\351-latin1')"
+ln -s hello.txt dir/rel-link
+ln -s /etc/passwd abs-link
+ln -s missing dangling
+ln -s ../../.. deep/a/up-link
+ln dir/hello.txt dir/hard1
+ln dir/hello.txt hard2
+mkfifo fifo
+dd if=/dev/zero of=sparse.img bs=1 count=0 seek=33554432 2>/dev/null
+printf 'middle' | dd of=sparse.img bs=1 seek=16777216 conv=notrunc 2>/dev/null
+printf '#!/bin/sh\necho hi\n' > suid
+printf 'g' > sgid
+chown 1234:4321 dir/hello.txt
+chown -R 1000:1000 dir/sub
+chown -h 77:88 dir/rel-link
+chown -h 99:98 abs-link
+chown 5:6 fifo
+chown 1234:0 suid
+chown 0:50 sgid
+chown 4242:4242 deep/a
+chown 1000:1000 /data
+chmod 4755 suid
+chmod 2711 sgid
+chmod 1777 sticky
+chmod 2770 setgid-dir
+chmod 0600 dir/sub/random.bin
+chmod 0640 dir/hello.txt
+chmod 0751 dir
+chmod 0750 /data
+touch -h -d '2001-02-03 04:05:06' dir/rel-link abs-link dangling deep/a/up-link
+touch -d '2002-03-04 05:06:07' dir/hello.txt dir/sub/random.bin empty-file 'name with spaces' suid sgid sparse.img fifo
+touch -d '2003-04-05 06:07:08' deep/a/b/c deep/a/b deep/a deep dir/sub
+touch -d '2004-05-06 07:08:09' dir emptydir sticky setgid-dir
+touch -d '2005-06-07 08:09:10' /data
+"""
+
+LISTING_SCRIPT = (
+    "cd /data && find . -exec stat -c '%i|%n|%f|%u|%g|%s|%Y|%h|%b|%N' {} + "
+    "&& echo '--' && find . -type f -exec sha256sum {} +"
+)
+
+
+def listing(volume: str) -> dict:
+    """What a person would compare: for every path its type+mode, owner, size, mtime, link
+    target, content hash, and which paths are hardlinks of each other (inode numbers and
+    allocated blocks are reported apart: they may differ)."""
+    out = dockercli.docker("run", "--rm", "--network", "none", "--label", dockercli.TEST_LABEL,
+                           "-v", f"{volume}:/data:ro", dockercli.HELPER_IMAGE, "sh", "-c", LISTING_SCRIPT)
+    stats, _, sums = out.partition("\n--\n")
+    entries, inodes, blocks = {}, {}, {}
+    for line in stats.splitlines():
+        inode, name, mode, uid, gid, size, mtime, nlink, nblocks, shown = line.split("|", 9)
+        target = shown.split(" -> ", 1)[1] if " -> " in shown else ""
+        entries[name] = {"mode": mode, "uid": uid, "gid": gid, "size": size, "mtime": mtime, "nlink": nlink,
+                         "target": target}
+        inodes.setdefault(inode, []).append(name)
+        blocks[name] = int(nblocks)
+    for line in sums.splitlines():
+        digest, name = line.split(None, 1)
+        entries[name]["sha256"] = digest
+    for names in inodes.values():
+        for name in names:
+            entries[name]["links"] = sorted(names)
+    return {"entries": entries, "blocks": blocks}
+
+
+@pytest.fixture
+def no_enqueue(monkeypatch):
+    """Jobs are created but not sent to Redis: the test runs the handlers itself."""
+    from backups import tasks as backup_tasks
+    from restores import tasks
+
+    for task in (tasks.run_restore, tasks.import_archive, tasks.rollback_restore, tasks.remove_partial_volume,
+                 backup_tasks.backup_volume, backup_tasks.verify_backup):
+        monkeypatch.setattr(task, "delay", lambda *args, **kwargs: None)
+        monkeypatch.setattr(task, "apply_async", lambda *args, **kwargs: None)
+
+
+@pytest.fixture
+def backup_root(settings, tmp_path):
+    settings.BACKUP_ROOT = tmp_path / "backups"
+    settings.UPLOAD_DIR = tmp_path / "uploads"
+    return settings.BACKUP_ROOT
+
+
+@pytest.fixture
+def make_volume():
+    """A volume filled by a busybox script, known to the mirror."""
+    from volumes.services import mirror_sync
+
+    def make(script: str = FIDELITY_SCRIPT, **kwargs) -> str:
+        name = dockercli.create_volume(**kwargs)
+        if script:
+            dockercli.fill_volume(name, script)
+        mirror_sync()
+        return name
+
+    return make
+
+
+def run_backup_now(volume_name: str, **kwargs):
+    """Back a volume up with the backups app's own service and handler, in this process."""
+    from backups import services
+    from jobs.runner import run_job
+
+    backup = services.backup_start(volume_name=volume_name, **kwargs)
+    run_job(backup.job_id, services.backup_run)
+    services.backup_sync_with_job(job_id=backup.job_id)
+    backup.refresh_from_db()
+    assert backup.status == "succeeded", backup.error
+    return backup
+
+
+def run_restore(restore):
+    """Run a queued restore's job with the real runner and handler, in this process."""
+    from backups.services import backup_sync_with_job
+    from jobs.runner import run_job
+    from restores import services
+
+    run_job(restore.job_id, services.restore_run)
+    services.restore_sync_with_job(job_id=restore.job_id)
+    backup_sync_with_job(job_id=restore.job_id)
+    restore.refresh_from_db()
+    restore.job.refresh_from_db()
+    return restore
+
+
+def run_import(path, volume_name: str, **kwargs):
+    from backups.services import backup_sync_with_job
+    from jobs.runner import run_job
+    from restores import services
+
+    backup = services.import_start(source=path, volume_name=volume_name, staged=False, trigger="cli", **kwargs)
+    run_job(backup.job_id, services.import_run)
+    backup_sync_with_job(job_id=backup.job_id)
+    backup.refresh_from_db()
+    return backup
+
+
+def store_crafted_backup(volume_name: str, members, *, compression: str = "zstd"):
+    """A backup row + archive in storage built from tar members (for hostile or odd archives):
+    recorded with its true checksum, so only the member checks can refuse it."""
+    import hashlib
+
+    import zstandard
+    from django.utils import timezone
+
+    from backups.models import Backup
+    from backups.storage import get_storage
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for info, data in members:
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    raw = buf.getvalue()
+    packed = zstandard.ZstdCompressor().compress(raw) if compression == "zstd" else __import__("gzip").compress(raw)
+    key = f"{volume_name}/{volume_name}-crafted-{os.getpid()}-{len(raw)}.tar.{'zst' if compression == 'zstd' else 'gz'}"
+    storage = get_storage()
+    with storage.open_temp_writer(key) as w:
+        w.write(packed)
+        w.commit()
+    sha = hashlib.sha256(packed).hexdigest()
+    from volumes.models import Volume
+
+    return Backup.objects.create(
+        volume=Volume.objects.filter(name=volume_name).first(), volume_name=volume_name, status="succeeded",
+        origin="imported", compression=compression, key=key, location=storage.location(key), sha256=sha,
+        size_bytes=len(packed), bytes_read=len(raw), manifest={"archive": {"sha256": sha}},
+        started_at=timezone.now(), finished_at=timezone.now(),
+    )
+
+
+def member(name: str, *, kind=tarfile.REGTYPE, data: bytes | None = None, linkname: str = "", mode: int = 0o644,
+           uid: int = 0, gid: int = 0):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode, info.uid, info.gid = kind, linkname, mode, uid, gid
+    info.mtime = 1_000_000_000
+    if kind == tarfile.REGTYPE:
+        data = data if data is not None else b"content of " + name.encode()
+        info.size = len(data)
+    elif kind == tarfile.DIRTYPE:
+        info.mode = 0o755
+    return info, data if kind == tarfile.REGTYPE else None
