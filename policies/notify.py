@@ -111,6 +111,16 @@ def notification_send_test(*, user=None, request=None) -> Notification:
     return notification
 
 
+def _url_for_audit(url: str) -> str:
+    """Scheme and host only: webhook URLs often carry their secret in the path or query."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}/***"
+
+
 def notification_settings_save(*, config: NotificationSettings, user=None, request=None) -> NotificationSettings:
     from accounts.services import audit_record
 
@@ -124,7 +134,7 @@ def notification_settings_save(*, config: NotificationSettings, user=None, reque
         action="notification_settings_update", actor=user, request=request, object_type="notifications",
         object_name="settings",
         params={"email_enabled": config.email_enabled, "email_to": config.email_to,
-                "webhook_enabled": config.webhook_enabled, "webhook_url": config.webhook_url,
+                "webhook_enabled": config.webhook_enabled, "webhook_url": _url_for_audit(config.webhook_url),
                 "on_failure": config.on_failure, "on_overdue": config.on_overdue, "on_success": config.on_success},
     )
     return config

@@ -254,3 +254,11 @@ def test_volumes_list_shows_each_volumes_protection(client_for, make_policy):
     with CaptureQueriesContext(connection) as many:
         c.get(reverse("volume_list"))
     assert len(many) == len(few)
+
+
+def test_the_audit_trail_does_not_keep_the_webhooks_secret_path(client_for):
+    client_for("Admin").post(reverse("notification_settings"), {
+        "webhook_enabled": "on", "webhook_url": "https://hooks.example.com/services/T0/B0/s3cr3t"})
+    event = AuditEvent.objects.get(action="notification_settings_update")
+    assert event.params["webhook_url"] == "https://hooks.example.com/***"
+    assert "s3cr3t" not in str(event.params)
