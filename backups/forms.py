@@ -22,14 +22,9 @@ class BulkBackupForm(forms.Form):
         ("stop", "Stop the containers that use them"),
         ("no", "Do not stop containers"),
     ]
-    volume = forms.MultipleChoiceField(required=False, choices=())  # choices set from the mirror
-    project = forms.CharField(required=False, max_length=255)
+    # The volumes (or the Compose project) are read by the view and checked against the mirror.
     stop_containers = forms.ChoiceField(choices=STOP_CHOICES, initial="default")
     compression = forms.ChoiceField(choices=COMPRESSION_CHOICES, initial=Backup.Compression.ZSTD)
-
-    def __init__(self, *args, volume_names=(), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["volume"].choices = [(n, n) for n in volume_names]
 
     def stop_value(self) -> bool | None:
         return {"default": None, "stop": True, "no": False}[self.cleaned_data["stop_containers"]]

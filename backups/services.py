@@ -9,8 +9,8 @@ engine.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+from queue import Empty, Full, Queue
 from contextlib import closing, contextmanager
 from datetime import datetime, timezone as dt_timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -73,11 +73,13 @@ def backup_start(
     origin: str = Backup.Origin.MANUAL,
     stop_containers: bool | None = None,
     compression: str = Backup.Compression.ZSTD,
+    queue: str | None = None,
 ) -> Backup:
     """Queue a backup of a volume known to the mirror: a Backup row and its job.
 
     `stop_containers=None` takes the volume's default (its `cargohold.stop-during-backup`
-    label). The task is enqueued when the transaction commits, with only the job's id.
+    label). The task is enqueued when the transaction commits, with only the job's id
+    (on `queue` when given, else the default queue).
     """
     if compression not in archive.COMPRESSIONS:
         raise Refused(f"Unknown compression {compression!r}: choose zstd or gzip.")
@@ -101,6 +103,7 @@ def backup_start(
             user=user,
             trigger=trigger,
             progress_total=volume.size_bytes,
+            queue=queue,
         )
         backup = Backup.objects.create(
             job=job,
@@ -147,7 +150,7 @@ def backups_start_many(
 def _prefetch(chunks, depth: int = 8):
     """Read `chunks` in a thread, `depth` ahead, so the engine keeps streaming while we
     compress and write. Memory: at most depth + 2 chunks. Errors are re-raised here."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
+    q: Queue = Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
 
@@ -159,7 +162,7 @@ def _prefetch(chunks, depth: int = 8):
                     try:
                         q.put(chunk, timeout=0.2)
                         break
-                    except queue.Full:
+                    except Full:
                         continue
                 if stop.is_set():
                     return
@@ -190,7 +193,7 @@ def _prefetch(chunks, depth: int = 8):
         try:
             while True:
                 q.get_nowait()
-        except queue.Empty:
+        except Empty:
             pass
         thread.join(timeout=30)
 
