@@ -343,7 +343,8 @@ def test_an_overdue_volume_is_notified_once_per_episode(make_policy, labelled_vo
 
 
 @pytest.mark.engine
-def test_protection_states(make_policy, labelled_volumes, no_enqueue, backup_root):
+def test_protection_states(make_policy, labelled_volumes, no_enqueue, backup_root, settings):
+    from jobs.services import lock_acquire, lock_release
     from policies.selectors import health_summary, protection_map
 
     sel = label()
@@ -355,13 +356,19 @@ def test_protection_states(make_policy, labelled_volumes, no_enqueue, backup_roo
     policy = make_policy(selector_value=sel)
     runs = run_now(policy)
     failing_run = next(r for r in runs if r.volume_name == failing)
-    dockercli.docker("volume", "rm", failing)
-    run_backups(runs)
-    follow()  # the mirror still lists the removed volume (no sync since): its run failed
+    # Busy with another operation, and the backup may not wait: it is refused, the run fails.
+    settings.BACKUP_LOCK_WAIT_SECONDS = 0
+    lock_acquire(resource=f"volume:{failing}", owner="test: a restore", ttl=timedelta(minutes=5))
+    try:
+        run_backups(runs)
+    finally:
+        lock_release(resource=f"volume:{failing}", owner="test: a restore")
+    follow()
 
     p = protection_map(names=[covered, failing, in_use, unused])
     assert p[covered].state == "ok" and p[covered].policy_names == ["nightly"] and p[covered].last_success_at
     assert p[failing].state == "failed" and p[failing].last_run.pk == failing_run.pk
+    assert "busy" in p[failing].last_run.message
     assert p[in_use].state == "unprotected-in-use"
     assert p[unused].state == "unprotected"
     summary = health_summary()
