@@ -199,3 +199,24 @@ def test_walker_is_cheap_on_random_chunking_of_a_big_member():
         walker.feed(data[pos : pos + n])
         pos += n
     assert walker.close().data_bytes == sum(i * 700 for i in range(5)) + (8 << 20)
+
+
+@pytest.mark.parametrize("compression", archive.COMPRESSIONS)
+def test_decompression_is_bounded_whatever_the_ratio(compression):
+    out = io.BytesIO()
+    comp = archive.compressor(compression)
+    out.write(comp.feed(bytes(64 << 20)) + comp.finish())  # 64 MiB of zeros: a few KiB stored
+    out.seek(0)
+
+    sizes = [len(c) for c in archive.iter_decompressed(out, compression, chunk_size=1 << 20)]
+
+    assert sum(sizes) == 64 << 20 and max(sizes) <= 1 << 20
+
+
+def test_a_gzip_stream_cut_short_is_reported():
+    out = io.BytesIO()
+    comp = archive.compressor("gzip")
+    data = comp.feed(os.urandom(100_000)) + comp.finish()
+
+    with pytest.raises(archive.ArchiveError, match="truncated"):
+        list(archive.iter_decompressed(io.BytesIO(data[:-10]), "gzip"))

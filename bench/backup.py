@@ -1,0 +1,212 @@
+#!/usr/bin/env python
+"""Backup speed, side by side on one volume: the usual recipe, Cargohold, the host's tar|zstd.
+
+    .venv/bin/python bench/backup.py [--size 1GiB] [--gzip] [--runs 1] [--keep]
+
+Builds a volume of mixed content (bench/volume_content.py: compressible logs, random
+data, ~20,000 small files, links, several owners, a sparse file, a capability, a name
+that is not UTF-8), warms the page cache, then times:
+
+1. the recipe: `docker run --rm -v vol:/data -v $PWD:/backup <helper> tar czf /backup/backup.tar.gz /data`
+2. Cargohold: the real backup handler (stream through the engine, zstd, SHA-256, atomic
+   commit, verify, manifest) in a child process whose peak RSS is read (ru_maxrss);
+3. the host's own `tar -cf - -C <mountpoint> . | zstd -T0 -3` (the near-limit here).
+
+Needs root on the engine's host (it writes the volume through its mountpoint) and the
+helper image. Uses a throw-away database and backup folder; removes the volume after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?", text.strip(), re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1GiB, 512MiB, 4G)")
+    number, unit = float(match.group(1)), (match.group(2) or "B").upper()
+    factor = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit[0]]
+    return int(number * factor)
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def sh(cmd: str, **kwargs) -> float:
+    started = time.monotonic()
+    subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True, **kwargs)
+    return time.monotonic() - started
+
+
+def setup_django(var_dir: Path) -> None:
+    os.environ["CARGOHOLD_VAR_DIR"] = str(var_dir)
+    os.environ["BACKUP_ROOT"] = str(var_dir / "backups")
+    os.environ["DATABASE_URL"] = f"sqlite:///{var_dir / 'bench.sqlite3'}"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "project.settings"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+def child(job_id: int) -> None:
+    """Run one backup job in this (fresh) process and report time and peak memory."""
+    from backups import services
+    from jobs.runner import run_job
+
+    started = time.monotonic()
+    status = run_job(job_id, services.backup_run)
+    seconds = time.monotonic() - started
+    from jobs.models import Job
+
+    job = Job.objects.get(pk=job_id)
+    print(json.dumps({
+        "status": status, "error": job.error, "seconds": seconds, "result": job.result,
+        "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }))
+
+
+def cargohold_backup(volume: str, compression: str) -> dict:
+    from backups import services, tasks
+    from backups.models import Backup
+
+    tasks.backup_volume.delay = lambda *args, **kwargs: None  # the child runs it, not a worker
+    backup = services.backup_start(volume_name=volume, compression=compression, trigger="bench")
+    out = subprocess.run([sys.executable, __file__, "--child", str(backup.job_id)], env=dict(os.environ),
+                         check=True, capture_output=True, text=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    backup = Backup.objects.get(pk=backup.pk)
+    if backup.status != Backup.Status.SUCCEEDED:
+        raise SystemExit(f"the Cargohold backup failed: {backup.error}")
+    report.update(size=backup.size_bytes, tar_bytes=backup.bytes_read, files=backup.file_count,
+                  location=backup.location)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=parse_size, default=parse_size("1GiB"), help="volume size (default 1GiB)")
+    parser.add_argument("--small-files", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=1, help="repeat each measurement; the best time counts")
+    parser.add_argument("--gzip", action="store_true", help="also time Cargohold with gzip")
+    parser.add_argument("--skip-recipe", action="store_true", help="skip the slow recipe")
+    parser.add_argument("--keep", action="store_true", help="keep the volume and the files")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        setup_django(Path(os.environ["CARGOHOLD_VAR_DIR"]))
+        child(args.child)
+        return
+
+    if os.geteuid() != 0:
+        raise SystemExit("run as root on the engine's host: the volume is filled through its mountpoint")
+    work = Path(tempfile.mkdtemp(prefix="cargohold-bench-", dir=str(ROOT / "var")))
+    setup_django(work)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from bench.volume_content import fill
+    from django.conf import settings
+    from volumes import engine
+    from volumes.services import mirror_sync
+
+    helper = settings.HELPER_IMAGE
+    volume = f"chbench-{uuid.uuid4().hex[:8]}"
+    results: dict[str, dict] = {}
+    try:
+        engine.create_volume(name=volume, driver="local", options={}, labels={"cargohold.bench": "1"})
+        mountpoint = engine.inspect_volume(volume).mountpoint
+        print(f"building {human(args.size)} of mixed content in volume {volume} ...", flush=True)
+        started = time.monotonic()
+        summary = fill(mountpoint, size=args.size, small_files=args.small_files)
+        print(f"  {human(summary['bytes'])} in {time.monotonic() - started:.1f} s", flush=True)
+        sh(f"tar -cf - -C {mountpoint} . | cat > /dev/null")  # warm the page cache for everyone
+        mirror_sync()
+
+        def best(name: str, fn) -> None:
+            for _ in range(args.runs):
+                result = fn()
+                if name not in results or result["seconds"] < results[name]["seconds"]:
+                    results[name] = result
+            print(f"  {name}: {results[name]['seconds']:.2f} s", flush=True)
+
+        out = work / "out"
+        out.mkdir()
+        if not args.skip_recipe:
+            def recipe():
+                target = out / "backup.tar.gz"
+                target.unlink(missing_ok=True)
+                seconds = sh(f"docker run --rm --network none -v {volume}:/data -v {out}:/backup {helper} "
+                             f"tar czf /backup/backup.tar.gz /data")
+                return {"seconds": seconds, "size": target.stat().st_size}
+            best("recipe (busybox tar czf)", recipe)
+
+        def ours(compression: str):
+            return lambda: cargohold_backup(volume, compression)
+        best("Cargohold (zstd, verified)", ours("zstd"))
+        if args.gzip:
+            best("Cargohold (gzip, verified)", ours("gzip"))
+
+        def host():
+            target = out / "host.tar.zst"
+            target.unlink(missing_ok=True)
+            seconds = sh(f"tar -cf - -C {mountpoint} . | zstd -q -T0 -3 -o {target}")
+            return {"seconds": seconds, "size": target.stat().st_size}
+        best("host tar | zstd -T0 -3", host)
+
+        report(results, args.size)
+    finally:
+        if not args.keep:
+            try:
+                engine.remove_volume(volume)
+            except engine.EngineError as exc:
+                print(f"could not remove {volume}: {exc}")
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept volume {volume} and {work}")
+
+
+def report(results: dict[str, dict], size: int) -> None:
+    host = results["host tar | zstd -T0 -3"]["seconds"]
+    ours = results["Cargohold (zstd, verified)"]
+    tar_bytes = ours["tar_bytes"]
+    print()
+    print(f"{'':<30} {'time':>9} {'vs host':>8} {'stored':>11} {'of tar':>7}")
+    for name, r in results.items():
+        print(f"{name:<30} {r['seconds']:>8.2f}s {r['seconds'] / host:>7.2f}x {human(r['size']):>11} "
+              f"{r['size'] / tar_bytes * 100:>6.1f}%")
+    timings = ours["result"]
+    print()
+    print(f"volume: {human(size)} requested, {human(tar_bytes)} of tar stream, {ours['files']} files")
+    print(f"Cargohold zstd: stream+compress+hash+commit {timings.get('stream_seconds', 0):.2f} s, "
+          f"verify {timings.get('verify_seconds', 0):.2f} s, job total {ours['seconds']:.2f} s")
+    if "recipe (busybox tar czf)" in results:
+        print(f"speed-up over the recipe: {results['recipe (busybox tar czf)']['seconds'] / ours['seconds']:.1f}x")
+    for name, r in results.items():
+        if "maxrss_kib" in r:
+            print(f"peak memory of the process running {name}: {r['maxrss_kib'] / 1024:.0f} MiB (ru_maxrss)")
+
+
+if __name__ == "__main__":
+    main()
