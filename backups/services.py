@@ -376,6 +376,9 @@ def backup_run(ctx: JobContext) -> dict:
             try:
                 ev = engine.inspect_volume(backup.volume_name)
             except engine.NotFound:
+                from volumes.services import mirror_sync_quietly
+
+                mirror_sync_quietly()  # the mirror shows it gone at once
                 raise Refused(
                     f"The volume {backup.volume_name} no longer exists on the engine; nothing was backed up."
                 ) from None
@@ -410,6 +413,12 @@ def backup_run(ctx: JobContext) -> dict:
     except BaseException as exc:
         if committed:
             _remove_archive(storage, backup)
+        if isinstance(exc, engine.EngineError) and not isinstance(exc, (engine.EngineUnavailable, engine.NotFound)):
+            # The engine's word about this volume (an NFS server that does not answer)
+            # belongs on the volume's page too.
+            from volumes.services import volume_error_record
+
+            volume_error_record(name=backup.volume_name, error=str(exc))
         if isinstance(exc, JobCancelled):
             status, error = Backup.Status.CANCELLED, "Cancelled by request."
         elif isinstance(exc, CargoholdError):
@@ -420,6 +429,9 @@ def backup_run(ctx: JobContext) -> dict:
         _audit_finished(backup)
         raise
     _audit_finished(backup)
+    from volumes.services import volume_error_clear
+
+    volume_error_clear(name=backup.volume_name)
     return {
         "backup": backup.pk,
         **timings,

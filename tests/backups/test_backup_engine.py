@@ -186,6 +186,9 @@ def test_volume_removed_while_queued_fails_with_that_message_and_is_not_recreate
     assert "no longer exists" in backup.job.error and name in backup.error
     assert not dockercli.volume_exists(name)
     assert list(get_storage().list_keys()) == []
+    from volumes.models import Volume
+
+    assert Volume.objects.get(name=name).is_gone  # the mirror was refreshed
 
 
 def test_a_second_backup_waits_for_the_lock_then_runs(no_enqueue, backup_root, settings, volume_with_files):
@@ -496,3 +499,19 @@ def test_recovery_removes_temporary_files_of_dead_backups_only(no_enqueue, backu
     services.backups_recover()
 
     assert not dead_writer.temp.exists() and alive_writer.temp.exists()
+
+
+def test_a_volume_that_cannot_be_mounted_fails_with_the_engines_words_on_its_page(no_enqueue, backup_root):
+    from volumes.models import Volume
+    from volumes.services import mirror_sync
+
+    name = dockercli.create_volume(driver_opts={"type": "nfs", "o": "addr=127.0.0.1,soft,timeo=5,retrans=1,nolock",
+                                                "device": ":/nothing"})
+    mirror_sync()
+
+    backup = run_backup(new_backup(name))
+
+    assert backup.status == Backup.Status.FAILED
+    assert "error while mounting volume" in backup.error and "Unexpected" not in backup.error
+    assert "error while mounting volume" in Volume.objects.get(name=name).last_error
+    assert list(get_storage().list_keys()) == []
