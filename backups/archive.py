@@ -20,6 +20,7 @@ The pieces, usable on their own (restore and import build on them):
 from __future__ import annotations
 
 import hashlib
+import os
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -279,6 +280,8 @@ class _Zstd:
 
 
 class _Gzip:
+    """Single-threaded gzip (one member)."""
+
     def __init__(self, level: int):
         self._obj = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip header and trailer
 
@@ -289,11 +292,68 @@ class _Gzip:
         return self._obj.flush()
 
 
+GZIP_BLOCK = 4 << 20
+
+
+class _ParallelGzip:
+    """gzip on all cores, as pigz does: the stream is cut into 4 MiB blocks, each
+    compressed on its own (zlib releases the GIL) into a gzip member, written in order.
+
+    Concatenated members are one valid gzip file for gzip, GNU tar, busybox tar and
+    Python; the ratio is within a fraction of a percent of one long member. Memory: the
+    blocks in flight (threads + 2), each 4 MiB in and out.
+    """
+
+    def __init__(self, level: int, threads: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._level = level
+        self._threads = threads
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gzip")
+        self._pending = bytearray()
+        self._futures: list = []
+
+    def _compress(self, block: bytes) -> bytes:
+        return zlib.compress(block, self._level, wbits=31)
+
+    def _collect(self, *, wait_for: int) -> bytes:
+        """Outputs of the oldest blocks: those done, and enough to leave `wait_for` in flight."""
+        out = []
+        while self._futures and (self._futures[0].done() or len(self._futures) > wait_for):
+            out.append(self._futures.pop(0).result())
+        return b"".join(out)
+
+    def feed(self, data) -> bytes:
+        self._pending += data
+        if len(self._pending) < GZIP_BLOCK:
+            return b""
+        block, self._pending = bytes(self._pending), bytearray()
+        self._futures.append(self._pool.submit(self._compress, block))
+        return self._collect(wait_for=self._threads + 1)
+
+    def finish(self) -> bytes:
+        if self._pending or not self._futures:
+            self._futures.append(self._pool.submit(self._compress, bytes(self._pending)))
+            self._pending = bytearray()
+        try:
+            return self._collect(wait_for=0)
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def __del__(self):
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
 def compressor(name: str, *, level: int | None = None, threads: int = -1):
+    """`threads=-1`: every CPU (zstd's own workers; gzip blocks in a thread pool)."""
     if name == "zstd":
         return _Zstd(ZSTD_LEVEL if level is None else level, threads)
     if name == "gzip":
-        return _Gzip(GZIP_LEVEL if level is None else level)
+        level = GZIP_LEVEL if level is None else level
+        workers = (os.cpu_count() or 1) if threads < 0 else threads
+        return _ParallelGzip(level, workers) if workers > 1 else _Gzip(level)
     raise ArchiveError(f"Unknown compression {name!r} (choose zstd or gzip).")
 
 
@@ -485,10 +545,11 @@ def iter_decompressed(reader, compression: str, *, chunk_size: int = CHUNK_SIZE)
                         break
                 started = True
                 out = obj.decompress(pending, chunk_size)
-                pending = obj.unconsumed_tail
                 if obj.eof:
-                    # Several members one after the other (pigz, cat a.gz b.gz).
-                    pending = obj.unused_data + pending
+                    # Several members one after the other (pigz, cat a.gz b.gz). At the end
+                    # of a member, what follows is in unused_data (unconsumed_tail may
+                    # repeat it: it must not be fed twice).
+                    pending = obj.unused_data
                     obj = zlib.decompressobj(31)
                     if not pending:
                         pending = reader.read(chunk_size)
@@ -496,6 +557,8 @@ def iter_decompressed(reader, compression: str, *, chunk_size: int = CHUNK_SIZE)
                             if out:
                                 yield out
                             return
+                else:
+                    pending = obj.unconsumed_tail
                 if out:
                     yield out
         except zlib.error as exc:

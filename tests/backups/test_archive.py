@@ -220,3 +220,16 @@ def test_a_gzip_stream_cut_short_is_reported():
 
     with pytest.raises(archive.ArchiveError, match="truncated"):
         list(archive.iter_decompressed(io.BytesIO(data[:-10]), "gzip"))
+
+
+def test_parallel_gzip_writes_members_that_gunzip_reads_as_one_stream():
+    import gzip
+
+    data = (os.urandom(1 << 20) + b"compressible text " * 100_000) * 5  # > two 4 MiB blocks
+    comp = archive.compressor("gzip", threads=2)
+
+    stored = b"".join(comp.feed(data[i : i + 300_000]) for i in range(0, len(data), 300_000)) + comp.finish()
+
+    assert stored.count(b"\x1f\x8b\x08") >= 3  # several members
+    assert gzip.decompress(stored) == data
+    assert b"".join(archive.iter_decompressed(io.BytesIO(stored), "gzip")) == data

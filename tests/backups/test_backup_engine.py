@@ -122,6 +122,8 @@ def test_zstd_archive_extracts_with_host_tar_and_everything_survives(no_enqueue,
 
 
 def test_gzip_archive_restores_with_the_recipe_in_a_container(no_enqueue, backup_root, awkward_volume, tmp_path):
+    (mountpoint(awkward_volume) / "big.bin").write_bytes(os.urandom(9 << 20))  # several gzip members
+
     backup = run_backup(new_backup(awkward_volume, compression="gzip"))
     assert backup.status == Backup.Status.SUCCEEDED, backup.error
     assert backup.location.endswith(".tar.gz")
