@@ -53,7 +53,7 @@ class Restore(models.Model):
 
     # Recovery state, each written before the step it describes.
     volume_create_requested = models.BooleanField(default=False)  # new: we asked the engine to create it
-    volume_created_at = models.CharField(max_length=64, blank=True)  # the engine's CreatedAt of *our* volume
+    volume_created_at = models.CharField(max_length=64, blank=True)  # the engine's CreatedAt when we made it
     partial = models.BooleanField(default=False, db_index=True)  # new: half-filled volume left behind
     partial_removed_at = models.DateTimeField(null=True, blank=True)
     stopped_containers = models.JSONField(default=list, blank=True)  # [{"id": ..., "name": ...}]

@@ -469,9 +469,12 @@ def _remove_own_volume(restore: Restore, *, attempts: int = 10) -> tuple[bool, s
             why = str(exc)
             time.sleep(1)
             continue
-        created = ev.created_at.isoformat() if ev.created_at else ""
-        if restore.volume_created_at and created != restore.volume_created_at:
-            return False, f"the volume {name} on the engine is not the one this restore created"
+        # Docker volumes have no identity but their name, and a local volume's CreatedAt is
+        # its folder's ctime (it moves on as the restore writes). A volume older than the one
+        # we created is certainly someone else's.
+        ours = _parse_created(restore.volume_created_at)
+        if ours is not None and ev.created_at is not None and ev.created_at < ours:
+            return False, f"the volume {name} on the engine is older than the one this restore created"
         try:
             engine.remove_volume(name)
             return True, ""
@@ -481,6 +484,13 @@ def _remove_own_volume(restore: Restore, *, attempts: int = 10) -> tuple[bool, s
             why = str(exc)
         time.sleep(1 if attempt < attempts - 1 else 0)
     return False, why
+
+
+def _parse_created(value: str):
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 def _take_safety_backup(ctx: JobContext, restore: Restore) -> Backup:
@@ -612,8 +622,9 @@ def restore_sync_with_job(*, job_id: int) -> None:
                 _mark(restore, partial=True,
                       outcome=f"The restore stopped half-way; the volume {restore.volume_name} it created is "
                               "incomplete, marked partial: remove it from this page.")
-                from volumes.services import volume_error_record
+                from volumes.services import mirror_sync_quietly, volume_error_record
 
+                mirror_sync_quietly()  # the killed worker never told the mirror about the volume
                 volume_error_record(name=restore.volume_name,
                                     error=f"Partial restore #{restore.pk}: incomplete content; removable.")
             _audit_finished(restore)
@@ -622,14 +633,14 @@ def restore_sync_with_job(*, job_id: int) -> None:
 # --- buttons: put the previous content back, remove a partial volume -------------------------
 
 
-def restore_rollback_start(*, restore: Restore, user=None, trigger: str = "user") -> Job:
+def restore_rollback_start(*, restore: Restore, user=None, trigger: str = "user", queue: str | None = None) -> Job:
     if not restore.rollback_pending or restore.is_active:
         raise Refused("There is nothing to put back for this restore.")
     from restores import tasks
 
     with transaction.atomic():
         job = job_create(kind=KIND_ROLLBACK, task=tasks.rollback_restore, target=restore.volume_name,
-                         params={"restore": restore.pk}, user=user, trigger=trigger)
+                         params={"restore": restore.pk}, user=user, trigger=trigger, queue=queue)
         audit_record(action="restore_rollback_start", actor=user, object_type="volume",
                      object_name=restore.volume_name, params={"restore": restore.pk, "job": job.pk})
     return job
@@ -649,14 +660,14 @@ def restore_rollback_run(ctx: JobContext) -> dict:
     return {"message": restore.outcome}
 
 
-def partial_volume_remove_start(*, restore: Restore, user=None, trigger: str = "user") -> Job:
+def partial_volume_remove_start(*, restore: Restore, user=None, trigger: str = "user", queue: str | None = None) -> Job:
     if not restore.partial or restore.is_active:
         raise Refused("This restore left no partial volume to remove.")
     from restores import tasks
 
     with transaction.atomic():
         job = job_create(kind=KIND_REMOVE_PARTIAL, task=tasks.remove_partial_volume, target=restore.volume_name,
-                         params={"restore": restore.pk}, user=user, trigger=trigger)
+                         params={"restore": restore.pk}, user=user, trigger=trigger, queue=queue)
         audit_record(action="restore_remove_partial_start", actor=user, object_type="volume",
                      object_name=restore.volume_name, params={"restore": restore.pk, "job": job.pk})
     return job

@@ -203,3 +203,51 @@ def member(name: str, *, kind=tarfile.REGTYPE, data: bytes | None = None, linkna
     elif kind == tarfile.DIRTYPE:
         info.mode = 0o755
     return info, data if kind == tarfile.REGTYPE else None
+
+
+def store_zero_backup(volume_name: str, size: int):
+    """A backup whose archive holds one big file of zeros (plus a marker): tiny in storage,
+    slow to write into a volume (the engine writes every byte) — a wide window to kill a
+    worker mid-write without making the engine read gigabytes first."""
+    import hashlib
+
+    import zstandard
+    from django.utils import timezone
+
+    from backups import archive
+    from backups.models import Backup
+    from backups.storage import get_storage
+    from volumes.models import Volume
+
+    def header(name, *, kind=tarfile.REGTYPE, size=0):
+        info = tarfile.TarInfo(name)
+        info.type, info.size, info.mtime = kind, size, 1_000_000_000
+        info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+        return info.tobuf(format=tarfile.PAX_FORMAT)
+
+    storage = get_storage()
+    key = f"{volume_name}/{volume_name}-zeros-{size}.tar.zst"
+    chunk = bytes(1 << 20)
+    with storage.open_temp_writer(key) as writer:
+        sink = archive.HashingWriter(writer)
+        comp = zstandard.ZstdCompressor(level=1).compressobj()
+        tar_bytes = 0
+        pieces = [header("data", kind=tarfile.DIRTYPE), header("data/marker", size=6), b"zeros\n".ljust(512, b"\0"),
+                  header("data/zeros", size=size)]
+        for piece in pieces:
+            sink.write(comp.compress(piece))
+            tar_bytes += len(piece)
+        for _ in range(size // len(chunk)):
+            sink.write(comp.compress(chunk))
+        tail = bytes(size % len(chunk) + (-size % 512)) + bytes(1024)
+        sink.write(comp.compress(tail))
+        sink.write(comp.flush())
+        tar_bytes += size + len(tail)
+        writer.commit()
+    sha = sink.hexdigest()
+    return Backup.objects.create(
+        volume=Volume.objects.filter(name=volume_name).first(), volume_name=volume_name, status="succeeded",
+        origin="imported", compression="zstd", key=key, location=storage.location(key), sha256=sha,
+        size_bytes=sink.bytes_written, bytes_read=tar_bytes, file_count=2, manifest={"archive": {"sha256": sha}},
+        started_at=timezone.now(), finished_at=timezone.now(),
+    )
