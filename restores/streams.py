@@ -1,22 +1,17 @@
 """Reading archives for restores and imports: format by content, bounded decompression,
 hashing of the stored bytes as they are read.
 
-Decompression here is *bounded*: every read returns at most the size asked for, whatever
-the compression ratio, so a crafted archive (a few KiB that expand to many GiB) cannot
-exhaust the worker's memory. (`backups.archive.decompressor` returns everything one input
-chunk expands to, which is fine for archives Cargohold wrote itself.)
+Decompression is *bounded* (backups.archive.iter_decompressed): every chunk is at most
+the size asked for, whatever the compression ratio, so a crafted archive (a few KiB that
+expand to many GiB) cannot exhaust the worker's memory.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import zlib
 from collections.abc import Callable, Iterator
 
-import zstandard
-
-from backups.archive import BLOCK, CHUNK_SIZE, ArchiveError, _header_checksum_ok
+from backups.archive import BLOCK, CHUNK_SIZE, ArchiveError, _header_checksum_ok, iter_decompressed
 
 FORMATS = ("zstd", "gzip", "tar")
 FORMAT_NAMES = {"zstd": "tar.zst", "gzip": "tar.gz", "tar": "tar"}
@@ -83,25 +78,6 @@ class HashingReader:
         return self._sha.hexdigest()
 
 
-def _zstd_chunks(reader, size: int) -> Iterator[bytes]:
-    dctx = zstandard.ZstdDecompressor()
-    with dctx.stream_reader(reader, read_size=CHUNK_SIZE, read_across_frames=True, closefd=False) as stream:
-        while True:
-            data = stream.read(size)
-            if not data:
-                return
-            yield data
-
-
-def _gzip_chunks(reader, size: int) -> Iterator[bytes]:
-    with gzip.GzipFile(fileobj=reader, mode="rb") as stream:
-        while True:
-            data = stream.read(size)
-            if not data:
-                return
-            yield data
-
-
 def _plain_chunks(reader, size: int) -> Iterator[bytes]:
     while True:
         data = reader.read(size)
@@ -113,15 +89,12 @@ def _plain_chunks(reader, size: int) -> Iterator[bytes]:
 def tar_chunks(reader, compression: str, *, size: int = CHUNK_SIZE) -> Iterator[bytes]:
     """The uncompressed tar stream of `reader`, in chunks of at most `size` bytes.
 
-    A truncated zstd stream simply ends (the tar parser then finds the tar incomplete);
-    a truncated gzip stream, bad data or trailing garbage raise ArchiveError.
+    Decompression is the backups app's bounded `iter_decompressed`: a truncated zstd
+    stream simply ends (the tar parser then finds the tar incomplete); a truncated gzip
+    stream, bad data or trailing garbage raise ArchiveError.
     """
-    chunks = {"zstd": _zstd_chunks, "gzip": _gzip_chunks, "tar": _plain_chunks}.get(compression)
-    if chunks is None:
+    if compression == "tar":
+        return _plain_chunks(reader, size)
+    if compression not in FORMATS:
         raise ArchiveError(f"Unknown archive format {compression!r}.")
-    try:
-        yield from chunks(reader, size)
-    except zstandard.ZstdError as exc:
-        raise ArchiveError(f"The archive does not decompress (zstd: {exc}).") from None
-    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        raise ArchiveError(f"The archive does not decompress (gzip: {exc}).") from None
+    return iter_decompressed(reader, compression, chunk_size=size)
