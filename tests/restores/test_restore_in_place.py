@@ -153,3 +153,82 @@ def test_recovery_puts_back_a_volume_whose_restore_died_after_emptying(no_enqueu
     assert listing(volume)["entries"] == before["entries"]
     assert dockercli.container_state(running) == "running"
     assert services.restores_recover() == {"finished": [], "rolled_back": [], "restarted": [], "skipped": []}
+
+
+def _died_after_emptying(volume: str, safety, running: str | None = None) -> Restore:
+    """A restore row as a worker killed after emptying the volume leaves it."""
+    from django.utils import timezone
+
+    from jobs.models import Job
+
+    job = Job.objects.create(kind="restore_in_place", target=volume, status="failed", finished_at=timezone.now(),
+                             error="The worker running this job stopped (killed or lost) before it finished.")
+    stopped = []
+    if running:
+        stopped = [{"id": json.loads(dockercli.docker("inspect", running))[0]["Id"], "name": running}]
+    return Restore.objects.create(job=job, backup=safety, mode="in_place", volume_name=volume, status="failed",
+                                  safety_backup=safety, emptied_at=timezone.now(), rollback_pending=True,
+                                  restart_pending=bool(stopped), stopped_containers=stopped)
+
+
+def test_the_put_back_button_runs_the_same_repair_as_the_recovery(no_enqueue, backup_root, make_volume):
+    from jobs.runner import run_job
+
+    volume = make_volume(NEW)
+    before = listing(volume)
+    safety = run_backup_now(volume)
+    dockercli.fill_volume(volume, "rm -rf /data/*")
+    restore = _died_after_emptying(volume, safety)
+
+    job = services.restore_rollback_start(restore=restore)
+    run_job(job.pk, services.restore_rollback_run)
+
+    restore.refresh_from_db()
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    assert restore.rollback_pending is False and listing(volume)["entries"] == before["entries"]
+    with pytest.raises(Exception, match="nothing to put back"):
+        services.restore_rollback_start(restore=restore)
+
+
+def test_a_new_restore_in_place_waits_until_the_volume_was_put_back_or_dismissed(no_enqueue, backup_root,
+                                                                                  make_volume, make_user):
+    from project.errors import Refused
+    from volumes.services import mirror_sync
+
+    volume = make_volume(NEW)
+    running = dockercli.run_container(f"{volume}:/data", command=SERVICE)
+    mirror_sync()
+    safety = run_backup_now(volume)
+    dockercli.docker("stop", "-t", "1", running)
+    restore = _died_after_emptying(volume, safety, running)
+    with pytest.raises(Refused, match=f"Restore #{restore.pk} has not yet put the previous content"):
+        services.restore_in_place_start(backup=safety, confirm_name=volume)
+
+    admin = make_user("Admin")
+    services.restore_dismiss(restore=restore, user=admin)
+
+    restore.refresh_from_db()
+    assert restore.rollback_pending is False and f"Dismissed by {admin.username}" in restore.rollback_error
+    # With nothing to put back, the recovery starts the containers it kept stopped.
+    assert services.restores_recover()["restarted"] == [restore.pk]
+    assert dockercli.container_state(running) == "running"
+    assert services.restore_in_place_start(backup=safety, confirm_name=volume).mode == "in_place"
+    assert AuditEvent.objects.filter(action="restore_dismiss", object_name=volume).exists()
+
+
+def test_the_cli_restores_in_place_and_exits_non_zero_when_refused(no_enqueue, backup_root, make_volume, capsys):
+    from django.core.management import CommandError, call_command
+
+    volume = make_volume(OLD)
+    backup = run_backup_now(volume)
+    dockercli.fill_volume(volume, NEW)
+    call_command("restore_backup", str(backup.pk), "--in-place")  # queued only (no worker here)
+    restore = Restore.objects.get(job_id=int(capsys.readouterr().out.strip()))
+    assert (restore.mode, restore.trigger, restore.status) == ("in_place", "cli", "queued")
+    assert AuditEvent.objects.filter(action="restore_start", actor_name__startswith="cli:").exists()
+    with pytest.raises(CommandError, match="already queued or running"):
+        call_command("restore_backup", str(backup.pk), "--in-place")
+    assert run_restore(restore).status == "succeeded"
+    with pytest.raises(CommandError, match="No backup #999999"):
+        call_command("restore_backup", "999999", "--to", "x-copy")

@@ -228,3 +228,30 @@ def test_a_restore_refused_while_another_job_holds_the_volume(no_enqueue, backup
 
     assert restore.status == "failed" and "volume:" in restore.error and "job 999 (backup) on elsewhere" in restore.error
     assert not dockercli.volume_exists(target)
+
+
+def test_cancelling_mid_write_removes_the_new_volume(no_enqueue, backup_root):
+    import threading
+
+    from jobs.models import Job
+    from jobs.runner import run_job
+    from jobs.services import job_request_cancel
+    from tests.conftest import wait_for
+    from tests.restores.conftest import store_zero_backup
+
+    backup = store_zero_backup("zeros", 1536 << 20)
+    target = dockercli.unique_name("restored")
+    restore = services.restore_new_start(backup=backup, volume_name=target)
+    thread = threading.Thread(target=run_job, args=(restore.job_id, services.restore_run))
+    thread.start()
+    try:
+        def writing():
+            restore.refresh_from_db()
+            return restore.phase == "writing" and Job.objects.get(pk=restore.job_id).progress_done > 0
+        wait_for(writing, timeout=60, interval=0.05, message="the restore to write")
+        job_request_cancel(job=Job.objects.get(pk=restore.job_id))
+    finally:
+        thread.join(timeout=120)
+    restore.refresh_from_db()
+    assert restore.status == "cancelled" and restore.job.status == "cancelled" and not restore.written_at
+    assert "was removed" in restore.outcome and not dockercli.volume_exists(target)
