@@ -24,7 +24,7 @@ COPY . .
 RUN pip install --no-deps -e . \
     && DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v0 \
     && useradd --system --user-group --uid 10001 --home-dir /app --shell /usr/sbin/nologin cargohold \
-    && mkdir -p /app/var /var/lib/cargohold/backups \
+    && mkdir -p /app/var /var/lib/cargohold/backups /var/lib/cargohold/uploads \
     && chown -R cargohold:cargohold /app/var /var/lib/cargohold
 
 USER cargohold
