@@ -13,4 +13,5 @@ class BackupsConfig(AppConfig):
 
         kinds.register(services.KIND_BACKUP, "backup", cancel_perm=roles.RUN_BACKUP)
         kinds.register(services.KIND_VERIFY, "backup verification", cancel_perm=roles.RUN_BACKUP)
+        kinds.register(services.KIND_DELETE, "backup deletion", cancel_perm=roles.MANAGE_POLICIES, cancellable=False)
         recovery.register(services.backups_recover)

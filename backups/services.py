@@ -13,7 +13,7 @@ import threading
 import time
 from queue import Empty, Full, Queue
 from contextlib import closing, contextmanager
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime, timedelta, timezone as dt_timezone
 from importlib.metadata import PackageNotFoundError, version
 
 from django.conf import settings
@@ -26,7 +26,7 @@ from backups.models import Backup
 from backups.storage import MANIFEST_SUFFIX, StorageError, get_storage, manifest_key
 from jobs.models import Job, ResourceLock
 from jobs.runner import JobCancelled, JobContext
-from jobs.services import job_create, lock_holder
+from jobs.services import LockHeld, job_create, lock_acquire, lock_holder, lock_release
 from project.errors import CargoholdError, Refused
 from volumes import engine
 from volumes.models import Volume
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 KIND_BACKUP = "backup"
 KIND_VERIFY = "backup_verify"
+KIND_DELETE = "backup_delete"
 STOP_LABEL = "cargohold.stop-during-backup"  # on a volume: default; on a container: always
 FORMAT = "cargohold-backup"
 FORMAT_VERSION = 1
@@ -214,7 +215,7 @@ def _prefetch(chunks, depth: int = 4, block: int = archive.CHUNK_SIZE):
 
 def _archive_key(name: str, when: datetime, compression: str, storage) -> str:
     stamp = when.astimezone(dt_timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    base = f"{name}/{name}-{stamp}"
+    base = f"{name}/{name[:200]}-{stamp}"  # a file name has 255 bytes at most
     key = base + archive.EXTENSIONS[compression]
     n = 2
     while storage.exists(key) or storage.exists(manifest_key(key)):
@@ -382,11 +383,10 @@ def backup_run(ctx: JobContext) -> dict:
                 raise Refused(
                     f"The volume {backup.volume_name} no longer exists on the engine; nothing was backed up."
                 ) from None
+            # The work starts now (the wait for the lock is not the backup's duration).
+            _mark(backup, started_at=timezone.now())
             engine_facts = _engine_facts()
             with _containers_stopped(ctx, backup) as stopped:
-                if stopped:
-                    # Stopping takes time: the row shows when the stream itself began.
-                    _mark(backup, started_at=timezone.now())
                 key = _archive_key(backup.volume_name, backup.started_at, backup.compression, storage)
                 _mark(backup, key=key, location=storage.location(key), storage=storage.name)
                 began = time.monotonic()
@@ -602,29 +602,65 @@ def backup_verify_run(ctx: JobContext) -> dict:
 def backup_delete(*, backup: Backup, user=None, request=None) -> None:
     """Remove a backup's archive and manifest from storage, then its row (audited).
 
-    Refused while it runs or while something reads it (verify, restore). The manifest
-    goes first: a crash in between leaves an archive without a manifest (reported by
-    rescan_backups), never a manifest promising an archive that is gone.
+    Worker side (the web process has the backup folder read-only in the Compose
+    deployment): pages call `backup_delete_start`. Refused while the backup runs or while
+    something reads it (verify, restore: they hold its lock, which this takes too). The
+    manifest goes first: a crash in between leaves an archive without a manifest
+    (reported by rescan_backups), never a manifest promising an archive that is gone.
     """
+    if backup.is_active:
+        raise Refused(f"Backup #{backup.pk} is still {backup.status}; cancel it first.")
+    from jobs.runner import WORKER_ID
+
+    resource, owner = backup_lock(backup.pk), f"deletion of backup {backup.pk} on {WORKER_ID}"
+    try:
+        lock_acquire(resource=resource, owner=owner, ttl=timedelta(minutes=10))
+    except LockHeld as exc:
+        raise Refused(f"Backup #{backup.pk} is in use: {exc.lock.owner}.") from None
+    try:
+        storage = get_storage()
+        params = {"backup": backup.pk, "volume": backup.volume_name, "location": backup.location,
+                  "sha256": backup.sha256, "status": backup.status}
+        try:
+            if backup.key:
+                storage.delete(manifest_key(backup.key))
+                storage.delete(backup.key)
+        except StorageError as exc:
+            audit_record(action="backup_delete", actor=user, request=request, object_type="backup",
+                         object_name=str(backup.pk), params=params, result="error", error=str(exc))
+            raise
+        backup.delete()
+        audit_record(action="backup_delete", actor=user, request=request, object_type="backup",
+                     object_name=params["backup"], params=params)
+    finally:
+        lock_release(resource=resource, owner=owner)
+
+
+def backup_delete_start(*, backup: Backup, user=None, trigger: str = "user") -> Job:
+    """Queue the deletion of a backup (the Delete button); refused at once when it would be."""
     if backup.is_active:
         raise Refused(f"Backup #{backup.pk} is still {backup.status}; cancel it first.")
     holder = lock_holder(resource=backup_lock(backup.pk))
     if holder is not None:
         raise Refused(f"Backup #{backup.pk} is in use: {holder.owner}.")
-    storage = get_storage()
-    params = {"backup": backup.pk, "volume": backup.volume_name, "location": backup.location,
-              "sha256": backup.sha256, "status": backup.status}
-    try:
-        if backup.key:
-            storage.delete(manifest_key(backup.key))
-            storage.delete(backup.key)
-    except StorageError as exc:
-        audit_record(action="backup_delete", actor=user, request=request, object_type="backup",
-                     object_name=str(backup.pk), params=params, result="error", error=str(exc))
-        raise
-    backup.delete()
-    audit_record(action="backup_delete", actor=user, request=request, object_type="backup",
-                 object_name=params["backup"], params=params)
+    from backups import tasks
+
+    with transaction.atomic():
+        return job_create(
+            kind=KIND_DELETE, task=tasks.delete_backup, target=f"#{backup.pk} of {backup.volume_name}",
+            target_type="backup", params={"backup": backup.pk}, user=user, trigger=trigger,
+        )
+
+
+def backup_delete_run(ctx: JobContext) -> dict:
+    """Job handler for the Delete button."""
+    backup_id = ctx.job.params.get("backup")
+    backup = Backup.objects.filter(pk=backup_id).first()
+    if backup is None:
+        return {"message": f"Backup #{backup_id} was already deleted."}
+    ctx.say("Deleting the archive and its manifest")
+    backup_delete(backup=backup, user=ctx.job.created_by)
+    return {"message": f"Deleted backup #{backup_id} of {backup.volume_name}."}
 
 
 # --- the catalogue from storage ---------------------------------------------------------

@@ -24,3 +24,8 @@ def backup_volume(job_id: int):
 @shared_task(acks_late=True, ignore_result=True)
 def verify_backup(job_id: int):
     run_job(job_id, services.backup_verify_run)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def delete_backup(job_id: int):
+    run_job(job_id, services.backup_delete_run)

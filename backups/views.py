@@ -150,10 +150,11 @@ def backup_delete(request, backup_id: int):
             messages.error(request, "Tick the confirmation to delete this backup.")
             return render(request, "backups/delete.html", {"backup": backup}, status=400)
         try:
-            services.backup_delete(backup=backup, user=request.user, request=request)
+            job = services.backup_delete_start(backup=backup, user=request.user)
         except CargoholdError as exc:
             messages.error(request, str(exc))
             return redirect("backup_detail", backup_id=backup.pk)
-        messages.success(request, f"Backup #{backup_id} of {backup.volume_name} deleted.")
-        return redirect("backup_list")
+        # The worker deletes it (the web process may have the backup folder read-only).
+        messages.info(request, f"Deleting backup #{backup_id} of {backup.volume_name}.")
+        return redirect("job_detail", job_id=job.pk)
     return render(request, "backups/delete.html", {"backup": backup})

@@ -15,6 +15,7 @@ def no_enqueue(monkeypatch):
 
     monkeypatch.setattr(tasks.backup_volume, "delay", lambda *args, **kwargs: None)
     monkeypatch.setattr(tasks.verify_backup, "delay", lambda *args, **kwargs: None)
+    monkeypatch.setattr(tasks.delete_backup, "delay", lambda *args, **kwargs: None)
 
 
 @pytest.fixture

@@ -344,20 +344,27 @@ def test_verify_is_refused_to_viewers_and_to_get(client_for, volume):
 # --- delete ----------------------------------------------------------------------------------
 
 
-def test_delete_asks_for_confirmation_then_removes_archive_and_row(client_for, volume):
+def test_delete_asks_for_confirmation_then_the_worker_removes_archive_and_row(client_for, volume):
     import os
+
+    from backups import services
+    from jobs.runner import JobContext
 
     backup = stored_backup()
     client = client_for("Admin")
 
     page = client.get(f"/backups/{backup.pk}/delete/")
     unconfirmed = client.post(f"/backups/{backup.pk}/delete/")
-    assert os.path.exists(backup.location)
+    assert os.path.exists(backup.location) and not Job.objects.filter(kind="backup_delete").exists()
     confirmed = client.post(f"/backups/{backup.pk}/delete/", {"confirm": str(backup.pk)})
 
     assert page.status_code == 200 and "cannot be undone" in page.content.decode()
     assert unconfirmed.status_code == 400
-    assert confirmed.status_code == 302 and not Backup.objects.filter(pk=backup.pk).exists()
+    job = Job.objects.get(kind="backup_delete")
+    assert confirmed.status_code == 302 and confirmed.url == f"/jobs/{job.pk}/"
+    assert job.params == {"backup": backup.pk} and job.created_by.username.startswith("admin")
+    services.backup_delete_run(JobContext(job))  # what the worker does
+    assert not Backup.objects.filter(pk=backup.pk).exists()
     assert not os.path.exists(backup.location)
     event = AuditEvent.objects.get(action="backup_delete")
     assert event.actor_name.startswith("admin") and event.params["sha256"] == backup.sha256
@@ -371,6 +378,7 @@ def test_only_admins_may_delete(client_for, volume, role, method):
     response = getattr(client_for(role), method)(f"/backups/{backup.pk}/delete/", {"confirm": str(backup.pk)})
 
     assert response.status_code == 403 and Backup.objects.filter(pk=backup.pk).exists()
+    assert not Job.objects.filter(kind="backup_delete").exists()
 
 
 def test_a_running_backup_cannot_be_deleted(client_for, volume):
@@ -393,3 +401,18 @@ def test_a_backup_being_verified_cannot_be_deleted(client_for, volume):
     response = client_for("Admin").post(f"/backups/{backup.pk}/delete/", {"confirm": str(backup.pk)}, follow=True)
 
     assert "in use: job 7" in response.content.decode() and Backup.objects.filter(pk=backup.pk).exists()
+    assert not Job.objects.filter(kind="backup_delete").exists()
+
+
+def test_the_worker_refuses_to_delete_a_backup_that_is_being_read(client_for, volume):
+    from datetime import timedelta
+
+    from backups import services
+    from jobs.services import lock_acquire
+
+    backup = stored_backup()
+    lock_acquire(resource=f"backup:{backup.pk}", owner="job 8 (restore)", ttl=timedelta(minutes=1))
+
+    with pytest.raises(Exception, match="in use: job 8"):
+        services.backup_delete(backup=backup)
+    assert Backup.objects.filter(pk=backup.pk).exists()
