@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Backup speed, side by side on one volume: the usual recipe, Cargohold, the host's tar|zstd.
 
-    .venv/bin/python bench/backup.py [--size 1GiB] [--gzip] [--runs 1] [--keep]
+    .venv/bin/python bench/backup.py [--size 1GiB] [--gzip] [--runs 1] [--keep] [--restore]
 
 Builds a volume of mixed content (bench/volume_content.py: compressible logs, random
 data, ~20,000 small files, links, several owners, a sparse file, a capability, a name
@@ -11,6 +11,10 @@ that is not UTF-8), warms the page cache, then times:
 2. Cargohold: the real backup handler (stream through the engine, zstd, SHA-256, atomic
    commit, verify, manifest) in a child process whose peak RSS is read (ru_maxrss);
 3. the host's own `tar -cf - -C <mountpoint> . | zstd -T0 -3` (the near-limit here).
+
+With --restore, then restores the same content into fresh volumes three ways (the recipe's
+`tar xzf`, Cargohold, the host's `zstd -dc | tar -xpf`) and says whether each is exact
+(bench/restore.py).
 
 Needs root on the engine's host (it writes the volume through its mountpoint) and the
 helper image. Uses a throw-away database and backup folder; removes the volume after.
@@ -86,13 +90,16 @@ def child(job_id: int) -> None:
     }))
 
 
-def cargohold_backup(volume: str, compression: str) -> dict:
+def cargohold_backup(volume: str, compression: str, level: int | None = None) -> dict:
     from backups import services, tasks
     from backups.models import Backup
 
     tasks.backup_volume.delay = lambda *args, **kwargs: None  # the child runs it, not a worker
     backup = services.backup_start(volume_name=volume, compression=compression, trigger="bench")
-    out = subprocess.run([sys.executable, __file__, "--child", str(backup.job_id)], env=dict(os.environ),
+    env = dict(os.environ)
+    if level is not None:
+        env["BACKUP_ZSTD_LEVEL"] = str(level)
+    out = subprocess.run([sys.executable, __file__, "--child", str(backup.job_id)], env=env,
                          check=True, capture_output=True, text=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     backup = Backup.objects.get(pk=backup.pk)
@@ -110,13 +117,24 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="repeat each measurement; the best time counts")
     parser.add_argument("--gzip", action="store_true", help="also time Cargohold with gzip")
     parser.add_argument("--skip-recipe", action="store_true", help="skip the slow recipe")
+    parser.add_argument("--zstd-levels", type=lambda t: [int(x) for x in t.split(",") if x], default=[],
+                        help="also time Cargohold at these zstd levels (BACKUP_ZSTD_LEVEL), e.g. 1,2")
     parser.add_argument("--keep", action="store_true", help="keep the volume and the files")
+    parser.add_argument("--restore", action="store_true",
+                        help="also time restores (recipe, Cargohold, host) and check they are exact")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--restore-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
         setup_django(Path(os.environ["CARGOHOLD_VAR_DIR"]))
         child(args.child)
+        return
+    if args.restore_child:
+        setup_django(Path(os.environ["CARGOHOLD_VAR_DIR"]))
+        from bench.restore import child as restore_child
+
+        restore_child(args.restore_child)
         return
 
     if os.geteuid() != 0:
@@ -162,9 +180,11 @@ def main() -> None:
                 return {"seconds": seconds, "size": target.stat().st_size}
             best("recipe (busybox tar czf)", recipe)
 
-        def ours(compression: str):
-            return lambda: cargohold_backup(volume, compression)
+        def ours(compression: str, level: int | None = None):
+            return lambda: cargohold_backup(volume, compression, level)
         best("Cargohold (zstd, verified)", ours("zstd"))
+        for level in args.zstd_levels:
+            best(f"Cargohold (zstd -{level}, verified)", ours("zstd", level))
         if args.gzip:
             best("Cargohold (gzip, verified)", ours("gzip"))
 
@@ -176,6 +196,12 @@ def main() -> None:
         best("host tar | zstd -T0 -3", host)
 
         report(results, args.size)
+        if args.restore:
+            from bench.restore import report as restore_report, run_restores
+
+            print("\nrestoring the same content three ways ...", flush=True)
+            restore_report(run_restores(volume=volume, out=out, helper=helper, bench_script=__file__, sh=sh,
+                                        human=human))
     finally:
         if not args.keep:
             try:
@@ -196,11 +222,13 @@ def report(results: dict[str, dict], size: int) -> None:
     for name, r in results.items():
         print(f"{name:<30} {r['seconds']:>8.2f}s {r['seconds'] / host:>7.2f}x {human(r['size']):>11} "
               f"{r['size'] / tar_bytes * 100:>6.1f}%")
-    timings = ours["result"]
     print()
     print(f"volume: {human(size)} requested, {human(tar_bytes)} of tar stream, {ours['files']} files")
-    print(f"Cargohold zstd: stream+compress+hash+commit {timings.get('stream_seconds', 0):.2f} s, "
-          f"verify {timings.get('verify_seconds', 0):.2f} s, job total {ours['seconds']:.2f} s")
+    for name, r in results.items():
+        if "result" in r:
+            t = r["result"]
+            print(f"{name}: stream+compress+hash+commit {t.get('stream_seconds', 0):.2f} s, "
+                  f"verify {t.get('verify_seconds', 0):.2f} s, job total {r['seconds']:.2f} s")
     if "recipe (busybox tar czf)" in results:
         print(f"speed-up over the recipe: {results['recipe (busybox tar czf)']['seconds'] / ours['seconds']:.1f}x")
     for name, r in results.items():

@@ -214,7 +214,6 @@ def test_decompression_is_bounded_whatever_the_ratio(compression):
 
 
 def test_a_gzip_stream_cut_short_is_reported():
-    out = io.BytesIO()
     comp = archive.compressor("gzip")
     data = comp.feed(os.urandom(100_000)) + comp.finish()
 
