@@ -146,15 +146,15 @@ def fill(root: str | Path, *, size: int, small_files: int = 20_000, seed: int = 
         f.write(b"middle of a sparse file")
     (odd / "capable").write_bytes(b"#!/bin/sh\necho hi\n")
     os.chmod(odd / "capable", 0o755)
-    try:  # cap_net_bind_service=ep, as `setcap` writes it
-        os.setxattr(odd / "capable", "security.capability",
-                    bytes.fromhex("0100000200040000000000000000000000000000"))
-    except OSError:
-        pass
     (odd / b"caf\xe9-latin1-\xff.txt".decode("utf-8", "surrogateescape")).write_bytes(b"not utf-8 name\n")
     (odd / "empty-dir").mkdir(exist_ok=True)
     os.mkfifo(odd / "fifo")
     for j, path in enumerate(sorted(odd.iterdir())):
         own(path, j)
     os.chown(root, 1000, 1000)
+    try:  # cap_net_bind_service=ep, as `setcap` writes it; after the owners: chown drops capabilities
+        os.setxattr(odd / "capable", "security.capability",
+                    bytes.fromhex("0100000200040000000000000000000000000000"))
+    except OSError:
+        pass
     return {"bytes": written, "small_files": small_files}

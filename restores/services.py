@@ -316,10 +316,10 @@ def write_archive(*, volume_name: str, key: str, compression: str, layout: Layou
                   sha256: str, job_id: int | None, storage=None, on_bytes=None, check_cancelled=None) -> None:
     """Stream a stored archive into the volume through a never-started helper container."""
     storage = storage or get_storage()
-    pieces = backup_services._prefetch(_tar_pieces(
+    pieces = _tar_pieces(
         storage=storage, key=key, compression=compression, layout=layout, allow_devices=allow_devices,
         sha256=sha256, on_bytes=on_bytes, check_cancelled=check_cancelled,
-    ))
+    )
     with engine.helper_container(volume_name, read_only=False, purpose="restore", job_id=job_id) as cid:
         try:
             engine.put_archive(cid, pieces, path="/")

@@ -1,0 +1,176 @@
+"""Restore timings for bench/backup.py --restore: the recipe, Cargohold, the host's pipeline.
+
+Each restores the same volume content into a fresh, empty volume:
+
+1. the recipe: `docker run --rm -v new:/data -v $PWD:/backup <helper> tar xzf /backup/backup.tar.gz -C /`
+   (from the recipe's own archive, made by the backup part of the bench);
+2. Cargohold: the real restore handler (check SHA-256 and every member in one read, create
+   the volume, stream storage -> zstd -> engine archive endpoint) in a child process whose
+   peak RSS is read, from the Cargohold zstd backup;
+3. the host: `zstd -dc host.tar.zst | tar -xpf - -C <new volume's folder>` (GNU tar as root).
+
+Then whether each result is exact: a listing made inside a container (path, type and
+mode, owner, size, mtime, symlink target, SHA-256 of every file, hardlink groups) is
+compared with the source's, plus the file capability (security.capability) read on the
+host. Differences are counted by kind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LISTING = (
+    "cd /data && find . -exec stat -c '%i|%n|%f|%u|%g|%s|%Y|%h|%N' {} + "
+    "&& echo '--' && find . -type f -exec sha256sum {} +"
+)
+FIELDS = ("mode", "uid", "gid", "size", "mtime", "target")
+
+
+def listing(volume: str, helper: str) -> dict:
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{volume}:/data:ro", helper,
+                          "sh", "-c", LISTING], check=True, capture_output=True).stdout.decode("utf-8", "replace")
+    stats, _, sums = out.partition("\n--\n")
+    entries, inodes = {}, {}
+    for line in stats.splitlines():
+        inode, name, mode, uid, gid, size, mtime, _nlink, shown = line.split("|", 8)
+        entries[name] = {"mode": mode, "uid": uid, "gid": gid, "size": size, "mtime": mtime,
+                         "target": shown.split(" -> ", 1)[1] if " -> " in shown else ""}
+        inodes.setdefault(inode, []).append(name)
+    for line in sums.splitlines():
+        digest, name = line.split(None, 1)
+        entries[name]["sha256"] = digest
+    for names in inodes.values():
+        for name in names:
+            entries[name]["links"] = tuple(sorted(names))
+    return entries
+
+
+def capabilities(mountpoint: str) -> dict:
+    found = {}
+    for folder, dirs, files in os.walk(mountpoint):
+        for name in files:
+            path = os.path.join(folder, name)
+            try:
+                found[os.path.relpath(path, mountpoint)] = os.getxattr(path, "security.capability",
+                                                                       follow_symlinks=False)
+            except OSError:
+                continue
+    return found
+
+
+def differences(source: dict, restored: dict) -> dict[str, int]:
+    """How many paths differ, by kind (missing, extra, mode, uid, ..., links, content)."""
+    diff: dict[str, int] = {}
+    for name in source.keys() - restored.keys():
+        diff["missing"] = diff.get("missing", 0) + 1
+    for name in restored.keys() - source.keys():
+        diff["extra"] = diff.get("extra", 0) + 1
+    for name in source.keys() & restored.keys():
+        a, b = source[name], restored[name]
+        for field in (*FIELDS, "sha256", "links"):
+            if a.get(field) != b.get(field):
+                key = {"mtime": f"mtime ({'symlink' if a['mode'].startswith('a') else 'dir' if a['mode'].startswith('4') else 'file'})",
+                       "uid": "owner", "gid": "owner"}.get(field, field)
+                if key == "owner" and a["mode"].startswith("a"):
+                    key = "owner (symlink)"
+                diff[key] = diff.get(key, 0) + 1
+    return diff
+
+
+def _fresh_volume(engine, name: str) -> str:
+    engine.create_volume(name=name, driver="local", options={}, labels={"cargohold.bench": "1"})
+    return engine.inspect_volume(name).mountpoint
+
+
+def child(job_id: int) -> None:
+    """Run one restore job in this (fresh) process; report time and peak memory."""
+    import resource
+
+    from jobs.models import Job
+    from jobs.runner import run_job
+    from restores import services
+
+    started = time.monotonic()
+    status = run_job(job_id, services.restore_run)
+    seconds = time.monotonic() - started
+    job = Job.objects.get(pk=job_id)
+    print(json.dumps({"status": status, "error": job.error, "seconds": seconds,
+                      "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+
+
+def run_restores(*, volume: str, out: Path, helper: str, bench_script: str, sh, human) -> dict[str, dict]:
+    """Time the three restores of `volume`'s content; returns {name: {seconds, exact, diff}}."""
+    from backups.models import Backup
+    from restores import services, tasks
+    from volumes import engine
+
+    source_mount = engine.inspect_volume(volume).mountpoint
+    print("listing the source volume ...", flush=True)
+    source = listing(volume, helper)
+    source_caps = capabilities(source_mount)
+    print(f"  {len(source)} paths, {len(source_caps)} with a file capability", flush=True)
+    results: dict[str, dict] = {}
+    made: list[str] = []
+
+    def judge(name: str, target: str, seconds: float, extra: dict | None = None) -> None:
+        got = listing(target, helper)
+        diff = differences(source, got)
+        caps = capabilities(engine.inspect_volume(target).mountpoint)
+        if caps != source_caps:
+            diff["capability (xattr)"] = len(set(source_caps.items()) ^ set(caps.items()))
+        results[name] = {"seconds": seconds, "exact": not diff, "diff": diff, **(extra or {})}
+        print(f"  {name}: {seconds:.2f} s, {'exact' if not diff else 'NOT exact: ' + json.dumps(diff)}", flush=True)
+
+    try:
+        stamp = time.strftime("%H%M%S")
+        recipe_archive = out / "backup.tar.gz"
+        if recipe_archive.exists():
+            target = f"{volume}-r-recipe-{stamp}"
+            _fresh_volume(engine, target)
+            made.append(target)
+            seconds = sh(f"docker run --rm --network none -v {target}:/data -v {out}:/backup {helper} "
+                         f"tar xzf /backup/backup.tar.gz -C /")
+            judge("recipe (busybox tar xzf)", target, seconds)
+
+        backup = (Backup.objects.filter(volume_name=volume, status="succeeded", compression="zstd")
+                  .order_by("-finished_at").first())
+        target = f"{volume}-r-cargohold-{stamp}"
+        tasks.run_restore.delay = lambda *args, **kwargs: None  # the child runs it, not a worker
+        restore = services.restore_new_start(backup=backup, volume_name=target, trigger="bench")
+        made.append(target)
+        proc = subprocess.run([sys.executable, bench_script, "--restore-child", str(restore.job_id)],
+                              env=dict(os.environ), check=True, capture_output=True, text=True)
+        report = json.loads(proc.stdout.strip().splitlines()[-1])
+        if report["status"] != "succeeded":
+            raise SystemExit(f"the Cargohold restore failed: {report['error']}")
+        judge("Cargohold (checked, streamed)", target, report["seconds"], {"maxrss_kib": report["maxrss_kib"]})
+
+        target = f"{volume}-r-host-{stamp}"
+        mount = _fresh_volume(engine, target)
+        made.append(target)
+        seconds = sh(f"zstd -dc {out / 'host.tar.zst'} | tar -xpf - -C {mount}")
+        judge("host zstd -dc | tar -xpf", target, seconds)
+    finally:
+        for name in made:
+            try:
+                engine.remove_volume(name)
+            except engine.EngineError as exc:
+                print(f"could not remove {name}: {exc}")
+    return results
+
+
+def report(results: dict[str, dict]) -> None:
+    host = results["host zstd -dc | tar -xpf"]["seconds"]
+    print()
+    print(f"{'restore':<32} {'time':>9} {'vs host':>8}  exact")
+    for name, r in results.items():
+        what = "yes" if r["exact"] else "no: " + ", ".join(f"{k} {v}" for k, v in sorted(r["diff"].items()))
+        print(f"{name:<32} {r['seconds']:>8.2f}s {r['seconds'] / host:>7.2f}x  {what}")
+    ours = results.get("Cargohold (checked, streamed)")
+    if ours and "maxrss_kib" in ours:
+        print(f"peak memory of the process running the Cargohold restore: {ours['maxrss_kib'] / 1024:.0f} MiB")
