@@ -87,10 +87,18 @@ def _fresh_volume(engine, name: str) -> str:
     return engine.inspect_volume(name).mountpoint
 
 
+def peak_rss_kib() -> int:
+    """This process's own peak RSS. (Not ru_maxrss: Linux carries it over from the parent
+    across exec, so a child of a big bench process would report the parent's peak.)"""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
 def child(job_id: int) -> None:
     """Run one restore job in this (fresh) process; report time and peak memory."""
-    import resource
-
     from jobs.models import Job
     from jobs.runner import run_job
     from restores import services
@@ -99,8 +107,8 @@ def child(job_id: int) -> None:
     status = run_job(job_id, services.restore_run)
     seconds = time.monotonic() - started
     job = Job.objects.get(pk=job_id)
-    print(json.dumps({"status": status, "error": job.error, "seconds": seconds,
-                      "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+    print(json.dumps({"status": status, "error": job.error, "seconds": seconds, "result": job.result,
+                      "maxrss_kib": peak_rss_kib()}))
 
 
 def run_restores(*, volume: str, out: Path, helper: str, bench_script: str, sh, human) -> dict[str, dict]:
@@ -148,7 +156,8 @@ def run_restores(*, volume: str, out: Path, helper: str, bench_script: str, sh, 
         report = json.loads(proc.stdout.strip().splitlines()[-1])
         if report["status"] != "succeeded":
             raise SystemExit(f"the Cargohold restore failed: {report['error']}")
-        judge("Cargohold (checked, streamed)", target, report["seconds"], {"maxrss_kib": report["maxrss_kib"]})
+        judge("Cargohold (checked, streamed)", target, report["seconds"],
+              {"maxrss_kib": report["maxrss_kib"], "result": report["result"]})
 
         target = f"{volume}-r-host-{stamp}"
         mount = _fresh_volume(engine, target)
@@ -172,5 +181,9 @@ def report(results: dict[str, dict]) -> None:
         what = "yes" if r["exact"] else "no: " + ", ".join(f"{k} {v}" for k, v in sorted(r["diff"].items()))
         print(f"{name:<32} {r['seconds']:>8.2f}s {r['seconds'] / host:>7.2f}x  {what}")
     ours = results.get("Cargohold (checked, streamed)")
+    if ours and "result" in ours:
+        print(f"Cargohold: check (SHA-256 + every member) {ours['result'].get('check_seconds', 0):.2f} s, "
+              f"write through the engine {ours['result'].get('write_seconds', 0):.2f} s, job total {ours['seconds']:.2f} s")
     if ours and "maxrss_kib" in ours:
-        print(f"peak memory of the process running the Cargohold restore: {ours['maxrss_kib'] / 1024:.0f} MiB")
+        print(f"peak memory of the process running the Cargohold restore: {ours['maxrss_kib'] / 1024:.0f} MiB "
+              "(VmHWM)")

@@ -391,6 +391,7 @@ def _check_phase(ctx: JobContext, restore: Restore, backup: Backup, storage, *, 
         ctx.done += n
         ctx.check_cancelled()
 
+    began = time.monotonic()
     try:
         sha = _recorded_checksums(backup, storage)
         result = check_archive(key=backup.key, compression=backup.compression, sha256=sha,
@@ -399,6 +400,7 @@ def _check_phase(ctx: JobContext, restore: Restore, backup: Backup, storage, *, 
     except (ArchiveError, UnsafeArchive, StorageError) as exc:
         raise type(exc)(f"{exc} {untouched}") from None
     _mark(restore, layout=result.layout.value, file_count=result.stats.file_count, tar_bytes=result.stats.tar_bytes)
+    ctx.result["check_seconds"] = round(time.monotonic() - began, 3)
     return sha, result
 
 
@@ -409,9 +411,11 @@ def _write_phase(ctx: JobContext, restore: Restore, *, key: str, compression: st
     def on_bytes(n: int) -> None:
         ctx.done += n
 
+    began = time.monotonic()
     write_archive(volume_name=restore.volume_name, key=key, compression=compression, layout=layout,
                   allow_devices=restore.allow_devices, sha256=sha, job_id=ctx.job.pk, on_bytes=on_bytes,
                   check_cancelled=ctx.check_cancelled if cancellable else None)
+    ctx.result["write_seconds"] = round(time.monotonic() - began, 3)
 
 
 def _restore_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:

@@ -211,3 +211,27 @@ def test_a_file_that_is_not_an_archive_is_refused_at_once(client_for, backup_roo
     assert response.status_code == 400 and "not a tar archive" in response.content.decode()
     assert not Backup.objects.exists() and not any(settings.UPLOAD_DIR.iterdir())
     assert AuditEvent.objects.filter(action="backup_import", result="error").exists()
+
+
+def test_stale_uploads_are_cleaned_but_pending_ones_kept(backup_root, settings):
+    import os
+    import time as time_module
+
+    from restores import services
+
+    folder = services.upload_dir()
+    pending = folder / ("upload-" + "a" * 32 + ".staged")
+    done = folder / ("upload-" + "b" * 32 + ".staged")
+    stale = folder / ("upload-" + "c" * 32 + ".partial")
+    fresh = folder / ("upload-" + "d" * 32 + ".partial")  # an upload arriving right now
+    for path in (pending, done, stale, fresh):
+        path.write_bytes(b"x")
+    old = time_module.time() - 2 * 24 * 3600
+    os.utime(stale, (old, old))
+    Job.objects.create(kind="backup_import", status="queued", params={"staged": pending.name})
+    Job.objects.create(kind="backup_import", status="failed", params={"staged": done.name})
+
+    removed = services.uploads_clean()
+
+    assert sorted(removed) == sorted([done.name, stale.name])
+    assert pending.exists() and fresh.exists() and not done.exists() and not stale.exists()
