@@ -578,6 +578,16 @@ def _roll_back(ctx: JobContext | None, restore: Restore, safety: Backup | None) 
     name = restore.volume_name
     _mark(restore, phase="rolling_back")
     try:
+        engine.inspect_volume(name)
+    except engine.NotFound:
+        # Removed meanwhile (by a person): there is nothing left to put anything back into.
+        _mark(restore, rollback_pending=False, rollback_error=f"The volume {name} no longer exists.",
+              outcome=f"The volume {name} was removed before its previous content could be put back; "
+                      + (f"that content is in safety backup #{safety.pk}." if safety is not None else "."))
+        return False
+    except engine.EngineError:
+        pass  # the attempt below reports it
+    try:
         if safety is None or not safety.is_restorable:
             raise CargoholdError("there is no usable safety backup")
         if ctx is not None:
