@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from contextlib import closing, contextmanager
 from datetime import datetime, timedelta, timezone as dt_timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -74,6 +75,7 @@ def backup_start(
     stop_containers: bool | None = None,
     compression: str = Backup.Compression.ZSTD,
     queue: str | None = None,
+    request=None,
 ) -> Backup:
     """Queue a backup of a volume known to the mirror: a Backup row and its job.
 
@@ -119,6 +121,7 @@ def backup_start(
         audit_record(
             action="backup_start",
             actor=user,
+            request=request,
             object_type="volume",
             object_name=volume.name,
             params={"backup": backup.pk, "job": job.pk, "compression": compression,
@@ -657,8 +660,6 @@ def backups_rescan() -> dict:
 
 
 def _row_from_manifest(data: dict, akey: str, storage) -> dict:
-    import uuid as uuidlib
-
     if data.get("format") != FORMAT or not isinstance(data.get("format_version"), int):
         raise ValueError("not a Cargohold manifest")
     if data["format_version"] > FORMAT_VERSION:
@@ -678,7 +679,7 @@ def _row_from_manifest(data: dict, akey: str, storage) -> dict:
         raise ValueError("its archive is missing")
     origin = data.get("origin") if data.get("origin") in Backup.Origin.values else Backup.Origin.IMPORTED
     return {
-        "uid": uuidlib.UUID(hex=str(data["uid"])),
+        "uid": uuid.UUID(hex=str(data["uid"])),
         "volume": Volume.objects.filter(name=name).first(),
         "volume_name": name,
         "status": Backup.Status.SUCCEEDED,
@@ -737,13 +738,15 @@ def backups_recover() -> dict:
             audit_record(action="backup_restart_containers", object_type="volume", object_name=backup.volume_name,
                          params={"backup": backup.pk,
                                  "containers": [c.get("name") for c in backup.stopped_containers]})
-    known = {uid.hex: status for uid, status in Backup.objects.values_list("uid", "status")}
-
     def is_dead(token: str, age_seconds: float) -> bool:
-        # Ours: dead once the backup is no longer active. Unknown tokens (another
-        # feature's uploads) only when a day old.
-        if token in known:
-            return known[token] not in Backup.ACTIVE
+        # Ours (a backup's uid): dead once the backup is no longer active. Unknown tokens
+        # (another feature's writers) only when a day old.
+        try:
+            status = Backup.objects.filter(uid=uuid.UUID(hex=token)).values_list("status", flat=True).first()
+        except ValueError:
+            status = None
+        if status is not None:
+            return status not in Backup.ACTIVE
         return age_seconds > 24 * 3600
 
     report["temp_removed"] = storage.remove_temp_files(is_dead=is_dead)

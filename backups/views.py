@@ -67,7 +67,7 @@ def volume_backup(request, name: str):
     if request.method == "POST" and form.is_valid():
         try:
             backup = services.backup_start(
-                volume_name=volume.name, user=request.user,
+                volume_name=volume.name, user=request.user, request=request,
                 stop_containers=form.cleaned_data["stop_containers"], compression=form.cleaned_data["compression"],
             )
         except CargoholdError as exc:
