@@ -122,10 +122,14 @@ def make_volume():
 
 def run_backup_now(volume_name: str, **kwargs):
     """Back a volume up with the backups app's own service and handler, in this process."""
-    from backups import services
+    from unittest import mock
+
+    from backups import services, tasks
     from jobs.runner import run_job
 
-    backup = services.backup_start(volume_name=volume_name, **kwargs)
+    # Never enqueued, even where a real worker runs (it would race us for the job).
+    with mock.patch.object(tasks.backup_volume, "delay"), mock.patch.object(tasks.backup_volume, "apply_async"):
+        backup = services.backup_start(volume_name=volume_name, **kwargs)
     run_job(backup.job_id, services.backup_run)
     services.backup_sync_with_job(job_id=backup.job_id)
     backup.refresh_from_db()
