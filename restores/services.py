@@ -448,8 +448,9 @@ def _restore_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
                     _mark(restore, partial=True,
                           outcome=f"The restore failed and the half-filled volume {name} could not be removed "
                                   f"({why}): it is marked partial; remove it from this page.")
-                    from volumes.services import volume_error_record
+                    from volumes.services import mirror_sync_quietly, volume_error_record
 
+                    mirror_sync_quietly()  # the mirror learns of the volume before it is marked
                     volume_error_record(name=name, error=f"Partial restore #{restore.pk}: {why}")
                 if isinstance(exc, CargoholdError):
                     raise type(exc)(f"{exc} {restore.outcome}") from exc
@@ -461,7 +462,9 @@ def _restore_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
 
 
 def _remove_own_volume(restore: Restore, *, attempts: int = 10) -> tuple[bool, str]:
-    """Remove the volume this restore created (and only that one: same CreatedAt, unused)."""
+    """Remove the volume this restore created: not one older than it, and the engine itself
+    refuses while a container uses it. Retried a few times: after an aborted write the
+    engine may need a moment to let go of the volume."""
     name = restore.volume_name
     why = ""
     for attempt in range(attempts):
