@@ -60,9 +60,11 @@ def backup_page(*, filters: BackupFilters, page):
     return Paginator(backup_list(filters=filters), PAGE_SIZE).get_page(page)
 
 
-def backups_active() -> list[Backup]:
-    return list(Backup.objects.filter(status__in=Backup.ACTIVE).select_related("job", "created_by")
-                .order_by("created_at", "id"))
+def backups_active(*, limit: int = 20) -> tuple[list[Backup], int]:
+    """The oldest active backups (each polls its job: a bulk run of hundreds shows the
+    first few) and how many are active in all."""
+    qs = Backup.objects.filter(status__in=Backup.ACTIVE)
+    return list(qs.select_related("job", "created_by").order_by("created_at", "id")[:limit]), qs.count()
 
 
 def backups_of_volume(*, name: str, limit: int = 10) -> list[Backup]:

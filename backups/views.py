@@ -32,12 +32,14 @@ def _get_backup_for_user(request, backup_id: int, perm: str = roles.VIEW_INVENTO
 def backup_list(request):
     require(request, roles.VIEW_INVENTORY)
     filters = selectors.BackupFilters.from_query(request.GET)
+    active, active_count = selectors.backups_active()
     context = {
         "page": selectors.backup_page(filters=filters, page=request.GET.get("page")),
         "filters": filters,
         "statuses": Backup.Status.values,
         "volume_names": selectors.backup_volume_names(),
-        "active": selectors.backups_active(),
+        "active": active,
+        "active_count": active_count,
         "kind": kinds.get(services.KIND_BACKUP),
     }
     template = "backups/list.html#table" if request.htmx else "backups/list.html"

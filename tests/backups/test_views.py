@@ -416,3 +416,13 @@ def test_the_worker_refuses_to_delete_a_backup_that_is_being_read(client_for, vo
     with pytest.raises(Exception, match="in use: job 8"):
         services.backup_delete(backup=backup)
     assert Backup.objects.filter(pk=backup.pk).exists()
+
+
+def test_list_shows_progress_of_the_first_active_backups_only(client_for, volume):
+    for _ in range(22):
+        job = Job.objects.create(kind="backup", target="shop_db")
+        Backup.objects.create(volume_name="shop_db", job=job)
+
+    html = client_for("Viewer").get("/backups/").content.decode()
+
+    assert html.count('class="job job-queued"') == 20 and "22 in all" in html
