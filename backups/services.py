@@ -150,7 +150,7 @@ def backups_start_many(
 # --- running (worker side) -------------------------------------------------------------
 
 
-def _archive_key(name: str, when: datetime, compression: str, storage) -> str:
+def archive_key(name: str, when: datetime, compression: str, storage) -> str:
     stamp = when.astimezone(dt_timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = f"{name}/{name[:200]}-{stamp}"  # a file name has 255 bytes at most
     key = base + archive.EXTENSIONS[compression]
@@ -194,7 +194,7 @@ def _read_chunks(storage, key: str):
 
 
 @contextmanager
-def _containers_stopped(ctx: JobContext, backup: Backup):
+def containers_stopped(ctx: JobContext, backup: Backup):
     """Stop the running containers that use the volume (if asked, or labelled so);
     always start them again, in reverse order. What is stopped is saved first."""
     containers = [
@@ -220,7 +220,7 @@ def _containers_stopped(ctx: JobContext, backup: Backup):
             stopped.append(c)
         yield stopped
     finally:
-        errors = _start_again(backup.stopped_containers, say=ctx.say)
+        errors = start_again(backup.stopped_containers, say=ctx.say)
         backup.restart_pending = bool(errors)
         backup.restart_error = "; ".join(errors)
         backup.save(update_fields=["restart_pending", "restart_error"])
@@ -228,7 +228,7 @@ def _containers_stopped(ctx: JobContext, backup: Backup):
             ctx.result["warnings"] = ctx.result.get("warnings", []) + errors
 
 
-def _start_again(containers: list[dict], say=None) -> list[str]:
+def start_again(containers: list[dict], say=None) -> list[str]:
     """Start containers in reverse order; starting a running one is harmless."""
     errors = []
     for c in reversed(containers):
@@ -251,7 +251,7 @@ def _engine_facts() -> dict:
     return {"id": info.id, "host_name": info.host_name, "server_version": info.server_version}
 
 
-def _build_manifest(*, backup: Backup, ev: engine.EngineVolume, packed: archive.PackResult, engine_facts: dict,
+def build_manifest(*, backup: Backup, ev: engine.EngineVolume, packed: archive.PackResult, engine_facts: dict,
                     finished_at: datetime) -> dict:
     options, redacted = _scrub_options(ev.options)
     stats = packed.stats
@@ -323,8 +323,8 @@ def backup_run(ctx: JobContext) -> dict:
             # The work starts now (the wait for the lock is not the backup's duration).
             _mark(backup, started_at=timezone.now())
             engine_facts = _engine_facts()
-            with _containers_stopped(ctx, backup) as stopped:
-                key = _archive_key(backup.volume_name, backup.started_at, backup.compression, storage)
+            with containers_stopped(ctx, backup) as stopped:
+                key = archive_key(backup.volume_name, backup.started_at, backup.compression, storage)
                 _mark(backup, key=key, location=storage.location(key), storage=storage.name)
                 began = time.monotonic()
                 packed = _stream_to_storage(ctx, backup, storage)
@@ -338,7 +338,7 @@ def backup_run(ctx: JobContext) -> dict:
             _verify_stored(ctx, backup, storage, packed)
             timings["verify_seconds"] = round(time.monotonic() - began, 3)
             finished = timezone.now()
-            manifest = _build_manifest(backup=backup, ev=ev, packed=packed, engine_facts=engine_facts,
+            manifest = build_manifest(backup=backup, ev=ev, packed=packed, engine_facts=engine_facts,
                                        finished_at=finished)
             storage.write_json(manifest_key(backup.key), manifest, token=backup.uid.hex)
             _mark(
@@ -349,7 +349,7 @@ def backup_run(ctx: JobContext) -> dict:
             )
     except BaseException as exc:
         if committed:
-            _remove_archive(storage, backup)
+            remove_archive(storage, backup)
         if isinstance(exc, engine.EngineError) and not isinstance(exc, (engine.EngineUnavailable, engine.NotFound)):
             # The engine's word about this volume (an NFS server that does not answer)
             # belongs on the volume's page too.
@@ -426,7 +426,7 @@ def _verify_stored(ctx: JobContext, backup: Backup, storage, packed: archive.Pac
     ctx.done = packed.stats.tar_bytes  # the row shows what was read, not what was re-read
 
 
-def _remove_archive(storage, backup: Backup) -> None:
+def remove_archive(storage, backup: Backup) -> None:
     for key in (manifest_key(backup.key), backup.key):
         try:
             storage.delete(key)
@@ -722,7 +722,7 @@ def backups_recover() -> dict:
         backup_sync_with_job(job_id=backup.job_id)
         backup.refresh_from_db()
         if backup.key and backup.status != Backup.Status.SUCCEEDED:
-            _remove_archive(storage, backup)
+            remove_archive(storage, backup)
         report["finished"].append(backup.pk)
         try:
             report["helpers_removed"] += engine.remove_job_helpers(job_id=backup.job_id)
@@ -731,7 +731,7 @@ def backups_recover() -> dict:
     for backup in Backup.objects.filter(restart_pending=True).select_related("job"):
         if backup.job is not None and backup.job.is_active:
             continue
-        errors = _start_again(backup.stopped_containers)
+        errors = start_again(backup.stopped_containers)
         Backup.objects.filter(pk=backup.pk).update(restart_pending=bool(errors), restart_error="; ".join(errors))
         if not errors:
             report["restarted"].append(backup.pk)

@@ -85,7 +85,7 @@ class Restore(models.Model):
     def __str__(self):
         return f"restore #{self.pk} of {self.backup_label} {self.get_mode_display()} {self.volume_name} ({self.status})"
 
-    # `backups.services._containers_stopped` works on any row with these fields: a
+    # `backups.services.containers_stopped` works on any row with these fields: a
     # restore stops every running container that uses the volume.
     stop_containers = True
 

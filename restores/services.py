@@ -537,7 +537,7 @@ def _restore_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None
             _mark(restore, phase="stopping")
             kept_stopped: list = []
             try:
-                with backup_services._containers_stopped(ctx, restore):
+                with backup_services.containers_stopped(ctx, restore):
                     safety = _take_safety_backup(ctx, restore)
                     # Written before emptying: from here on a crash means "put the safety backup back".
                     _mark(restore, rollback_pending=True, phase="emptying")
@@ -736,7 +736,7 @@ def restore_dismiss(*, restore: Restore, user=None, request=None) -> None:
 def _restart_after_recovery(restore: Restore) -> None:
     if not restore.restart_pending:
         return
-    errors = backup_services._start_again(restore.stopped_containers)
+    errors = backup_services.start_again(restore.stopped_containers)
     _mark(restore, restart_pending=bool(errors), restart_error="; ".join(errors))
     if not errors:
         audit_record(action="restore_restart_containers", object_type="volume", object_name=restore.volume_name,
@@ -902,7 +902,7 @@ def import_run(ctx: JobContext) -> dict:
             if detect_format(f.read(4096)) != fmt:
                 raise ArchiveError("The file changed since it was uploaded.")
             f.seek(0)
-            key = backup_services._archive_key(backup.volume_name, backup.started_at, backup.compression, storage)
+            key = backup_services.archive_key(backup.volume_name, backup.started_at, backup.compression, storage)
             _mark(backup, key=key, location=storage.location(key), storage=storage.name)
             ctx.set_progress(0, ctx.job.params.get("size"), "Checking and storing the archive")
             result, sha, stored_bytes, upload_sha = _store_import(ctx, f, fmt, key, backup, storage)
@@ -915,7 +915,7 @@ def import_run(ctx: JobContext) -> dict:
         ev = engine.EngineVolume(name=backup.volume_name, driver="local", mountpoint="", scope="local", options={},
                                  labels={}, created_at=None)
         packed = archive.PackResult(stats=result.stats, sha256=sha, compressed_bytes=stored_bytes)
-        manifest = backup_services._build_manifest(backup=backup, ev=ev, packed=packed, engine_facts={},
+        manifest = backup_services.build_manifest(backup=backup, ev=ev, packed=packed, engine_facts={},
                                                    finished_at=finished)
         if result.layout is Layout.DOT:
             manifest["archive"]["layout"] = (
@@ -932,7 +932,7 @@ def import_run(ctx: JobContext) -> dict:
               file_count=result.stats.file_count, sha256=sha, verified=True, verified_at=finished, verify_error="")
     except BaseException as exc:
         if committed:
-            backup_services._remove_archive(storage, backup)
+            backup_services.remove_archive(storage, backup)
         if isinstance(exc, JobCancelled):
             status, error = Backup.Status.CANCELLED, "Cancelled by request."
         elif isinstance(exc, CargoholdError):
