@@ -98,6 +98,23 @@ def _parse_number(field_bytes: bytes) -> int:
         raise ArchiveError("The archive has a tar header with an unreadable number.") from None
 
 
+def member_header(header: bytes, *, zero_blocks_before: int, at: int) -> tuple[bytes, int]:
+    """Check a member's (non-zero) tar header; return its type flag and size.
+
+    Shared by the backup walker and the restore safety checker, so both refuse the same
+    damaged streams with the same words.
+    """
+    if zero_blocks_before:
+        raise ArchiveError("The archive has a zero block in the middle of its members.")
+    if not _header_checksum_ok(header):
+        raise ArchiveError(f"The archive is damaged: a tar header's checksum is wrong (at byte {at}).")
+    kind = header[156:157]
+    size = _parse_number(header[124:136])
+    if kind in _META_TYPES and size > _META_LIMIT:
+        raise ArchiveError("The archive has an extended header larger than 1 MiB.")
+    return kind, size
+
+
 def _header_checksum_ok(header: bytes) -> bool:
     stored = header[148:156]
     try:
@@ -199,17 +216,8 @@ class TarWalker:
             if self._zero_blocks >= 2:
                 self._ended = True
             return
-        if self._zero_blocks:
-            raise ArchiveError("The archive has a zero block in the middle of its members.")
-        if not _header_checksum_ok(header):
-            raise ArchiveError(
-                f"The archive is damaged: a tar header's checksum is wrong (at byte {self.stats.tar_bytes})."
-            )
-        kind = header[156:157]
-        size = _parse_number(header[124:136])
+        kind, size = member_header(header, zero_blocks_before=self._zero_blocks, at=self.stats.tar_bytes)
         if kind in _META_TYPES:
-            if size > _META_LIMIT:
-                raise ArchiveError("The archive has an extended header larger than 1 MiB.")
             self._meta = bytearray()
             self._meta_type = kind
             self._meta_wanted = size

@@ -25,7 +25,7 @@ from backups.models import Backup
 from backups.storage import MANIFEST_SUFFIX, StorageError, get_storage, manifest_key
 from jobs.models import Job, ResourceLock
 from jobs.runner import JobCancelled, JobContext
-from jobs.services import LockHeld, job_create, lock_acquire, lock_holder, lock_release
+from jobs.services import LockHeld, job_create, job_outcome_adopt, lock_acquire, lock_holder, lock_release
 from project.errors import CargoholdError, Refused
 from volumes import engine
 from volumes.models import Volume
@@ -454,14 +454,8 @@ def backup_sync_with_job(*, job_id: int) -> None:
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.is_active:
         return
-    for backup in Backup.objects.filter(job=job, status__in=Backup.ACTIVE):
-        status = Backup.Status.CANCELLED if job.status == Job.Status.CANCELLED else Backup.Status.FAILED
-        error = job.error or "The job ended before the backup finished."
-        if Backup.objects.filter(pk=backup.pk, status__in=Backup.ACTIVE).update(
-            status=status, error=error, finished_at=job.finished_at or timezone.now()
-        ):
-            backup.refresh_from_db()
-            _audit_finished(backup)
+    for backup in job_outcome_adopt(model=Backup, job=job, what="backup"):
+        _audit_finished(backup)
 
 
 # --- verifying -------------------------------------------------------------------------

@@ -107,6 +107,25 @@ def jobs_fail_orphaned() -> list[int]:
     return orphaned
 
 
+def job_outcome_adopt(*, model, job: Job, what: str) -> list:
+    """Rows of `model` (backups, restores) still active although their job ended without
+    finishing them (cancelled while queued, worker killed) take the job's outcome.
+
+    Returns the rows it changed, refreshed, so the caller can audit or clean up after
+    them. Idempotent: a row already ended is left alone.
+    """
+    changed = []
+    for row in model.objects.filter(job=job, status__in=model.ACTIVE):
+        status = model.Status.CANCELLED if job.status == Job.Status.CANCELLED else model.Status.FAILED
+        error = job.error or f"The job ended before the {what} finished."
+        if model.objects.filter(pk=row.pk, status__in=model.ACTIVE).update(
+            status=status, error=error, finished_at=job.finished_at or timezone.now()
+        ):
+            row.refresh_from_db()
+            changed.append(row)
+    return changed
+
+
 # --- locks -------------------------------------------------------------------------
 
 

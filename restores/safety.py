@@ -36,7 +36,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from backups.archive import BLOCK, ArchiveError, TarStats, _header_checksum_ok, _parse_number
+from backups.archive import BLOCK, ArchiveError, TarStats, _parse_number, member_header
 from project.errors import CargoholdError
 
 META_LIMIT = 1 << 20  # a pax header or GNU long name larger than this is refused
@@ -251,17 +251,8 @@ class TarScanner:
             if self._zero_blocks >= 2:
                 self._state = "end"
             return
-        if self._zero_blocks:
-            raise ArchiveError("The archive has a zero block in the middle of its members.")
-        if not _header_checksum_ok(header):
-            raise ArchiveError(
-                f"The archive is damaged: a tar header's checksum is wrong (at byte {self.stats.tar_bytes})."
-            )
-        kind = header[156:157]
-        size = _parse_number(header[124:136])
+        kind, size = member_header(header, zero_blocks_before=self._zero_blocks, at=self.stats.tar_bytes)
         if kind in META:
-            if size > META_LIMIT:
-                raise ArchiveError("The archive has an extended header larger than 1 MiB.")
             self._meta_type = kind
             self._meta_size = size
             self._state = "meta"

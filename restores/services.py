@@ -36,7 +36,7 @@ from backups.services import backup_lock, volume_lock
 from backups.storage import StorageError, get_storage, manifest_key
 from jobs.models import Job
 from jobs.runner import WORKER_ID, JobCancelled, JobContext
-from jobs.services import LockHeld, job_create, lock_acquire, lock_release
+from jobs.services import LockHeld, job_create, job_outcome_adopt, lock_acquire, lock_release
 from project.errors import CargoholdError, Refused
 from restores.models import Restore
 from restores.safety import Layout, ScanResult, TarScanner, UnsafeArchive
@@ -628,23 +628,17 @@ def restore_sync_with_job(*, job_id: int) -> None:
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.is_active:
         return
-    for restore in Restore.objects.filter(job=job, status__in=Restore.ACTIVE):
-        status = Restore.Status.CANCELLED if job.status == Job.Status.CANCELLED else Restore.Status.FAILED
-        error = job.error or "The job ended before the restore finished."
-        if Restore.objects.filter(pk=restore.pk, status__in=Restore.ACTIVE).update(
-            status=status, error=error, finished_at=job.finished_at or timezone.now()
-        ):
-            restore.refresh_from_db()
-            if restore.mode == Restore.Mode.NEW and restore.volume_create_requested and not restore.written_at:
-                _mark(restore, partial=True,
-                      outcome=f"The restore stopped half-way; the volume {restore.volume_name} it created is "
-                              "incomplete, marked partial: remove it from this page.")
-                from volumes.services import mirror_sync_quietly, volume_error_record
+    for restore in job_outcome_adopt(model=Restore, job=job, what="restore"):
+        if restore.mode == Restore.Mode.NEW and restore.volume_create_requested and not restore.written_at:
+            _mark(restore, partial=True,
+                  outcome=f"The restore stopped half-way; the volume {restore.volume_name} it created is "
+                          "incomplete, marked partial: remove it from this page.")
+            from volumes.services import mirror_sync_quietly, volume_error_record
 
-                mirror_sync_quietly()  # the killed worker never told the mirror about the volume
-                volume_error_record(name=restore.volume_name,
-                                    error=f"Partial restore #{restore.pk}: incomplete content; removable.")
-            _audit_finished(restore)
+            mirror_sync_quietly()  # the killed worker never told the mirror about the volume
+            volume_error_record(name=restore.volume_name,
+                                error=f"Partial restore #{restore.pk}: incomplete content; removable.")
+        _audit_finished(restore)
 
 
 # --- buttons: put the previous content back, remove a partial volume -------------------------
