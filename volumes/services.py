@@ -277,6 +277,10 @@ def sizes_refresh() -> int:
     return len(volumes)
 
 
+def sizes_never_measured() -> bool:
+    return not EngineStatus.objects.filter(sizes_measured_at__isnull=False).exists()
+
+
 def mirror_sync_quietly() -> SyncResult | None:
     """After a change Cargohold made: refresh the mirror, but never fail the job for it."""
     try:

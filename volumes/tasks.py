@@ -12,8 +12,14 @@ from volumes import engine, services
     max_retries=3,
 )
 def sync_mirror():
-    """Reconcile the mirror with the engine; the failure is recorded before retrying."""
+    """Reconcile the mirror with the engine; the failure is recorded before retrying.
+
+    A fresh install has no sizes until the first slow refresh comes due (minutes):
+    the first successful sync measures them at once.
+    """
     services.mirror_sync()
+    if services.sizes_never_measured():
+        services.sizes_refresh()
 
 
 @shared_task(ignore_result=True, soft_time_limit=600, time_limit=660)

@@ -138,3 +138,16 @@ def test_unreachable_engine_is_recorded_and_mirror_kept(settings):
     assert "nonexistent" in status.last_error or "did not answer" in status.last_error
     assert status.last_success_at is not None
     assert Volume.objects.get(name=name).gone_since is None
+
+
+def test_first_periodic_sync_also_measures_sizes_so_a_new_install_shows_them():
+    from volumes import tasks
+
+    vol = dockercli.create_volume()
+    dockercli.fill_volume(vol, "head -c 50000 /dev/zero > /data/blob")
+    assert EngineStatus.objects.filter(sizes_measured_at__isnull=False).count() == 0
+
+    tasks.sync_mirror()
+
+    assert EngineStatus.get().sizes_measured_at is not None
+    assert Volume.objects.get(name=vol).size_bytes >= 50000
