@@ -230,8 +230,12 @@ def test_a_restore_refused_while_another_job_holds_the_volume(no_enqueue, backup
     assert not dockercli.volume_exists(target)
 
 
-def test_cancelling_mid_write_removes_the_new_volume(no_enqueue, backup_root):
+def test_cancelling_mid_write_removes_the_new_volume(no_enqueue, backup_root, settings):
     import threading
+
+    # The runner reads the cancel flag on each heartbeat: beat often, so the request is
+    # seen while the (fast, all-zero) write is still going.
+    settings.JOB_HEARTBEAT_SECONDS = 0.05
 
     from jobs.models import Job
     from jobs.runner import run_job
