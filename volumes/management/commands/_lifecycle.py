@@ -1,14 +1,12 @@
 """What the lifecycle commands share: who acts, confirmation, following the job."""
 
-import getpass
 import sys
 import time
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
 from accounts import roles
-from accounts.services import audit_record
+from accounts.cli import acting_user as shared_acting_user
 from jobs.models import Job
 
 
@@ -22,21 +20,8 @@ def add_common_arguments(parser) -> None:
 
 
 def acting_user(username: str | None):
-    """(user or None, requested_by): the account named by --user, else cli:<login name>."""
-    if not username:
-        try:
-            login = getpass.getuser()
-        except Exception:
-            login = "unknown"
-        return None, f"cli:{login}"
-    user = get_user_model().objects.filter(username=username, is_active=True).first()
-    if user is None:
-        raise CommandError(f"No active Cargohold user named {username!r}.")
-    if not user.has_perm(roles.MANAGE_VOLUMES):
-        audit_record(action="permission_denied", actor=user, object_type="volume", object_name="(cli)",
-                     params={"permission": roles.MANAGE_VOLUMES, "via": "cli"}, result="denied")
-        raise CommandError(f"User {username} may not create, remove or prune volumes (Admins only).")
-    return user, username
+    return shared_acting_user(username, roles.MANAGE_VOLUMES, "create, remove or prune volumes (Admins only)",
+                              object_type="volume")
 
 
 def confirm(command, prompt: str, expected: str, yes: bool) -> None:
