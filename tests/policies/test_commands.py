@@ -92,3 +92,19 @@ def test_apply_retention_prunes_nothing_after_a_failed_run(make_policy, labelled
 def test_apply_retention_unknown_policy():
     with pytest.raises(CommandError, match="No policy named"):
         call("apply_retention", "--policy", "nope")
+
+
+def test_sync_policy_schedules_undoes_hand_edits_of_beat_schedules(make_policy):
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    policy = make_policy(selector_value="a=b", cron="30 4 * * *")
+    task = PeriodicTask.objects.get(name=policy.periodic_task_name)
+    task.crontab = CrontabSchedule.objects.create(minute="0", hour="*")
+    task.enabled = False
+    task.save()
+
+    out = call("sync_policy_schedules")
+
+    task.refresh_from_db()
+    assert "1 policy" in out
+    assert (task.crontab.minute, task.crontab.hour, task.enabled) == ("30", "4", True)
