@@ -532,6 +532,19 @@ def backup_verify_run(ctx: JobContext) -> dict:
 # --- deleting --------------------------------------------------------------------------
 
 
+def _refuse_if_needed(backup: Backup) -> None:
+    if backup.is_active:
+        raise Refused(f"Backup #{backup.pk} is still {backup.status}; cancel it first.")
+    # `safety_for` is the restores app's link: a restore in place whose volume still has
+    # to be put back from this backup needs it (deleting it would lose the old content).
+    pending = getattr(backup, "safety_for", None)
+    if pending is not None and pending.filter(rollback_pending=True).exists():
+        raise Refused(
+            f"Backup #{backup.pk} is the safety backup of a restore in place that still has to put "
+            "the volume's previous content back; it cannot be deleted until that is done or dismissed."
+        )
+
+
 def backup_delete(*, backup: Backup, user=None, request=None) -> None:
     """Remove a backup's archive and manifest from storage, then its row (audited).
 
@@ -541,8 +554,7 @@ def backup_delete(*, backup: Backup, user=None, request=None) -> None:
     manifest goes first: a crash in between leaves an archive without a manifest
     (reported by rescan_backups), never a manifest promising an archive that is gone.
     """
-    if backup.is_active:
-        raise Refused(f"Backup #{backup.pk} is still {backup.status}; cancel it first.")
+    _refuse_if_needed(backup)
     from jobs.runner import WORKER_ID
 
     resource, owner = backup_lock(backup.pk), f"deletion of backup {backup.pk} on {WORKER_ID}"
@@ -571,8 +583,7 @@ def backup_delete(*, backup: Backup, user=None, request=None) -> None:
 
 def backup_delete_start(*, backup: Backup, user=None, trigger: str = "user") -> Job:
     """Queue the deletion of a backup (the Delete button); refused at once when it would be."""
-    if backup.is_active:
-        raise Refused(f"Backup #{backup.pk} is still {backup.status}; cancel it first.")
+    _refuse_if_needed(backup)
     holder = lock_holder(resource=backup_lock(backup.pk))
     if holder is not None:
         raise Refused(f"Backup #{backup.pk} is in use: {holder.owner}.")

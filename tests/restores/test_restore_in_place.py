@@ -232,3 +232,22 @@ def test_the_cli_restores_in_place_and_exits_non_zero_when_refused(no_enqueue, b
     assert run_restore(restore).status == "succeeded"
     with pytest.raises(CommandError, match="No backup #999999"):
         call_command("restore_backup", "999999", "--to", "x-copy")
+
+
+def test_a_safety_backup_still_needed_for_a_put_back_cannot_be_deleted(no_enqueue, backup_root, make_volume):
+    from backups import services as backup_services
+    from project.errors import Refused
+
+    volume = make_volume(NEW)
+    safety = run_backup_now(volume)
+    restore = _died_after_emptying(volume, safety)
+
+    with pytest.raises(Refused, match="safety backup of a restore in place"):
+        backup_services.backup_delete_start(backup=safety)
+    with pytest.raises(Refused, match="safety backup of a restore in place"):
+        backup_services.backup_delete(backup=safety)
+    assert safety.__class__.objects.filter(pk=safety.pk).exists()
+
+    Restore.objects.filter(pk=restore.pk).update(rollback_pending=False)
+    backup_services.backup_delete(backup=safety)
+    assert not safety.__class__.objects.filter(pk=safety.pk).exists()
