@@ -50,6 +50,8 @@ def test_a_queued_backup_is_run_by_the_worker(celery_worker):
         backup = services.backup_start(volume_name=name)
 
     wait_for(lambda: _ended(backup), timeout=60, message="the backup")
+    # The runner writes the job row's end right after the handler (which ended the backup).
+    wait_for(lambda: not Job.objects.get(pk=backup.job_id).is_active, timeout=30, message="the job row")
 
     assert backup.status == Backup.Status.SUCCEEDED, backup.error
     assert Job.objects.get(pk=backup.job_id).status == Job.Status.SUCCEEDED
