@@ -34,6 +34,13 @@ def secrets_scrubbed(params: dict | None) -> dict:
     return _scrub(params)
 
 
+def actor_name(user, fallback: str) -> str:
+    """The name to record for an action: the user's, else `fallback` (e.g. cli:<login>)."""
+    if user is not None and getattr(user, "is_authenticated", False):
+        return user.get_username()
+    return fallback
+
+
 def audit_record(
     *,
     action: str,

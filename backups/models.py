@@ -11,11 +11,11 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from jobs.models import Job
+from jobs.models import Job, StartedBy
 from volumes.models import Volume
 
 
-class Backup(models.Model):
+class Backup(StartedBy, models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"
         RUNNING = "running", "running"
@@ -115,11 +115,6 @@ class Backup(models.Model):
         ratio = self.ratio
         return None if ratio is None else round(ratio * 100)
 
-    @property
-    def started_by(self) -> str:
-        if self.created_by_id:
-            return self.created_by.get_username()
-        return self.trigger
 
     @property
     def file_name(self) -> str:

@@ -91,17 +91,6 @@ def compose_projects() -> list[str]:
     return sorted(p for p in from_containers | from_labels if p)
 
 
-def compose_project_volumes(*, project: str) -> list[Volume]:
-    """The project's volumes: those compose labelled, and external ones its containers mount."""
-    if not project:
-        return []
-    names = set(
-        Container.objects.present().filter(compose_project=project, mounts__volume__isnull=False)
-        .values_list("mounts__volume__name", flat=True)
-    )
-    labelled = Volume.objects.present().filter(labels__has_key="com.docker.compose.project")
-    names |= {v.name for v in labelled if v.compose_project == project}
-    return list(Volume.objects.present().filter(name__in=names).order_by("name"))
 
 
 def volumes_by_name(*, names: list[str]) -> tuple[list[Volume], list[str]]:

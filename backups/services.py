@@ -23,7 +23,8 @@ from accounts.services import audit_record
 from backups import archive
 from backups.models import Backup
 from backups.storage import MANIFEST_SUFFIX, StorageError, get_storage, manifest_key
-from jobs.models import Job, ResourceLock
+from jobs.models import Job
+from project.db import save_fields as _mark
 from jobs.runner import JobCancelled, JobContext
 from jobs.services import LockHeld, job_create, job_outcome_adopt, lock_acquire, lock_holder, lock_release
 from project.errors import CargoholdError, Refused
@@ -39,6 +40,11 @@ STOP_LABEL = "cargohold.stop-during-backup"  # on a volume: default; on a contai
 FORMAT = "cargohold-backup"
 FORMAT_VERSION = 1
 _SECRET_OPTION_MARKERS = ("password", "secret", "token", "credential", "passwd", "key")
+
+
+def lock_wait_seconds() -> float:
+    """How long an operation on a volume waits for another one to finish before it is refused."""
+    return float(settings.BACKUP_LOCK_WAIT_SECONDS)
 
 
 def volume_lock(name: str) -> str:
@@ -286,12 +292,6 @@ def build_manifest(*, backup: Backup, ev: engine.EngineVolume, packed: archive.P
     }
 
 
-def _mark(backup: Backup, **fields) -> None:
-    for name, value in fields.items():
-        setattr(backup, name, value)
-    backup.save(update_fields=list(fields))
-
-
 def backup_run(ctx: JobContext) -> dict:
     """Job handler: stream the volume through the engine into a verified archive.
 
@@ -306,7 +306,7 @@ def backup_run(ctx: JobContext) -> dict:
         return {"message": f"Backup #{backup.pk} was already {backup.status}."}
     _mark(backup, status=Backup.Status.RUNNING, started_at=timezone.now())
     storage = get_storage()
-    wait = float(ctx.job.params.get("lock_wait_seconds", getattr(settings, "BACKUP_LOCK_WAIT_SECONDS", 300)))
+    wait = lock_wait_seconds()
     committed = False
     try:
         with ctx.lock(volume_lock(backup.volume_name), wait_seconds=wait):
@@ -382,10 +382,6 @@ def backup_run(ctx: JobContext) -> dict:
 def _stream_to_storage(ctx: JobContext, backup: Backup, storage) -> archive.PackResult:
     ctx.set_progress(0, backup.bytes_expected, "Streaming the volume from the engine")
 
-    def on_chunk(n: int) -> None:
-        ctx.done += n
-        ctx.check_cancelled()
-
     level = getattr(settings, "BACKUP_ZSTD_LEVEL", None) if backup.compression == "zstd" else \
         getattr(settings, "BACKUP_GZIP_LEVEL", None)
     with engine.helper_container(backup.volume_name, read_only=True, purpose="backup", job_id=ctx.job.pk) as cid:
@@ -396,7 +392,7 @@ def _stream_to_storage(ctx: JobContext, backup: Backup, storage) -> archive.Pack
             # since zstd compresses in its own threads, and 25 MiB more memory.)
             try:
                 with closing(engine.archive_stream(cid)) as chunks:
-                    packed = archive.pack(chunks, writer, compression=backup.compression, on_chunk=on_chunk,
+                    packed = archive.pack(chunks, writer, compression=backup.compression, on_chunk=ctx.advance_checked,
                                           level=level)
             finally:
                 backup.bytes_read = ctx.done
@@ -409,12 +405,8 @@ def _stream_to_storage(ctx: JobContext, backup: Backup, storage) -> archive.Pack
 def _verify_stored(ctx: JobContext, backup: Backup, storage, packed: archive.PackResult) -> None:
     ctx.set_progress(0, packed.compressed_bytes, "Verifying the stored archive")
 
-    def on_chunk(n: int) -> None:
-        ctx.done += n
-        ctx.check_cancelled()
-
     result = archive.verify_stream(
-        _read_chunks(storage, backup.key), compression=backup.compression, sha256=packed.sha256, on_chunk=on_chunk
+        _read_chunks(storage, backup.key), compression=backup.compression, sha256=packed.sha256, on_chunk=ctx.advance_checked
     )
     if result.ok and result.stats.entries != packed.stats.entries:
         result.ok = False
@@ -519,11 +511,7 @@ def backup_verify_run(ctx: JobContext) -> dict:
     with ctx.lock(backup_lock(backup.pk), wait_seconds=30):
         ctx.set_progress(0, backup.size_bytes, "Verifying the stored archive")
 
-        def on_chunk(n: int) -> None:
-            ctx.done += n
-            ctx.check_cancelled()
-
-        result = backup_verify(backup=backup, actor=ctx.job.created_by, on_chunk=on_chunk)
+        result = backup_verify(backup=backup, actor=ctx.job.created_by, on_chunk=ctx.advance_checked)
     if not result.ok:
         raise CargoholdError(result.message)
     return {"message": result.message, "backup": backup.pk}
@@ -719,7 +707,7 @@ def backups_recover() -> dict:
     - locks held by jobs that have ended are released (instead of waiting for expiry);
     - helper containers of those jobs are removed.
     """
-    report = {"finished": [], "restarted": [], "temp_removed": [], "locks_released": 0, "helpers_removed": 0}
+    report = {"finished": [], "restarted": [], "temp_removed": [], "helpers_removed": 0}
     storage = get_storage()
     dead = list(Backup.objects.filter(status__in=Backup.ACTIVE, job__isnull=False)
                 .exclude(job__status__in=Job.ACTIVE).select_related("job"))
@@ -755,8 +743,6 @@ def backups_recover() -> dict:
         return age_seconds > 24 * 3600
 
     report["temp_removed"] = storage.remove_temp_files(is_dead=is_dead)
-    ended = ResourceLock.objects.filter(job__isnull=False).exclude(job__status__in=Job.ACTIVE)
-    report["locks_released"] = ended.delete()[0]
-    if any(report[k] for k in ("finished", "restarted", "temp_removed", "locks_released")):
+    if any(report[k] for k in ("finished", "restarted", "temp_removed")):
         logger.warning("backup recovery: %s", report)
     return report

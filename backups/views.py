@@ -88,7 +88,7 @@ def backup_bulk(request):
     project = data.get("project", "").strip()[:255]
     names = [n[:255] for n in data.getlist("volume")][: BULK_LIMIT + 1]
     if project:
-        volumes, unknown = selectors.compose_project_volumes(project=project), []
+        volumes, unknown = volume_selectors.compose_project_volumes(project=project), []
     else:
         volumes, unknown = selectors.volumes_by_name(names=names)
     problems = []

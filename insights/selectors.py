@@ -21,7 +21,7 @@ from insights.graph import ContainerRow, Graph, MountRow, VolumeRow, graph_build
 from insights.models import VolumeUsageSample
 from insights.risks import FindingGroup, RiskSettings, find_risks
 from jobs.models import Job
-from volumes.models import Container, EngineStatus, Mount, Volume
+from volumes.models import COMPOSE_PROJECT_LABEL, Container, EngineStatus, Mount, Volume, labels_protected
 
 
 @dataclass
@@ -36,8 +36,8 @@ def mirror_rows() -> MirrorRows:
     volumes = [
         VolumeRow(
             id=pk, name=name, anonymous=anonymous, size_bytes=size,
-            project=str((labels or {}).get("com.docker.compose.project", "")),
-            protected=str((labels or {}).get("cargohold.protect", "")).lower() == "true",
+            project=str((labels or {}).get(COMPOSE_PROJECT_LABEL, "")),
+            protected=labels_protected(labels),
         )
         for pk, name, anonymous, size, labels in Volume.objects.present()
         .order_by()

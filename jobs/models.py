@@ -2,7 +2,17 @@ from django.conf import settings
 from django.db import models
 
 
-class Job(models.Model):
+class StartedBy:
+    """`started_by` for rows with `created_by` (a user or None) and `trigger` (cli, schedule...)."""
+
+    @property
+    def started_by(self) -> str:
+        if self.created_by_id:
+            return self.created_by.get_username()
+        return self.trigger
+
+
+class Job(StartedBy, models.Model):
     """Every long operation is one row: created queued by a service, moved on by a worker."""
 
     class Status(models.TextChoices):
@@ -68,11 +78,6 @@ class Job(models.Model):
             end = timezone.now()
         return end - self.started_at
 
-    @property
-    def started_by(self) -> str:
-        if self.created_by_id:
-            return self.created_by.get_username()
-        return self.trigger
 
 
 class ResourceLock(models.Model):

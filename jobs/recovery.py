@@ -19,7 +19,10 @@ def register(fn):
 
 
 def run_all() -> None:
-    for step in list(_steps):
+    from jobs.services import locks_release_ended
+
+    # First: steps below take the locks that dead jobs left behind.
+    for step in [locks_release_ended, *_steps]:
         try:
             step()
         except Exception:

@@ -48,6 +48,11 @@ class JobContext:
     def advance(self, amount: int) -> None:
         self.done += amount
 
+    def advance_checked(self, amount: int) -> None:
+        """Progress callback for streaming loops: count the bytes, stop if cancelled."""
+        self.done += amount
+        self.check_cancelled()
+
     def set_progress(self, done: int, total: int | None = None, message: str | None = None) -> None:
         self.done = done
         if total is not None:

@@ -39,7 +39,9 @@ def job_create(
         trigger=trigger,
         progress_total=progress_total,
     )
-    if queue:
+    if task is None:
+        pass  # the caller runs the job in its own process (the CLI import)
+    elif queue:
         transaction.on_commit(lambda: task.apply_async((job.pk,), queue=queue))
     else:
         transaction.on_commit(lambda: task.delay(job.pk))
@@ -73,6 +75,12 @@ def jobs_fail_stale(*, older_than: timedelta) -> list[int]:
         )
         logger.warning("job %s failed: its worker stopped sending heartbeats", pk)
     return stale
+
+
+def locks_release_ended() -> int:
+    """Release the locks of jobs that ended (a killed worker never reached its `finally`),
+    without waiting for their expiry."""
+    return ResourceLock.objects.filter(job__isnull=False).exclude(job__status__in=Job.ACTIVE).delete()[0]
 
 
 def _pid_alive(pid: int) -> bool:

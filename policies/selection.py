@@ -88,7 +88,8 @@ def selected_volume_names(selection: Selection) -> list[str]:
     """The names the selection covers now, from the mirror (present volumes only; an
     explicit name is returned even when the mirror does not have it, so its run can
     say so)."""
-    from volumes.models import Mount, Volume
+    from volumes.models import Volume
+    from volumes.selectors import compose_project_volumes
 
     if selection.kind == NAMES:
         return list(selection.names)
@@ -98,12 +99,4 @@ def selected_volume_names(selection: Selection) -> list[str]:
         for key, _ in selection.labels:
             volumes = volumes.filter(labels__icontains=key)
         return sorted(v.name for v in volumes if selection.matches(v.name, v.labels))
-    mounted = set(
-        Mount.objects.filter(
-            container__compose_project=selection.project, container__gone_since__isnull=True,
-            volume__gone_since__isnull=True, volume__isnull=False,
-        ).values_list("volume__name", flat=True)
-    )
-    labelled = {v.name for v in volumes.filter(labels__icontains=selection.project)
-                if selection.matches(v.name, v.labels)}
-    return sorted(mounted | labelled)
+    return [v.name for v in compose_project_volumes(project=selection.project)]

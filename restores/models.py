@@ -13,10 +13,10 @@ from django.conf import settings
 from django.db import models
 
 from backups.models import Backup
-from jobs.models import Job
+from jobs.models import Job, StartedBy
 
 
-class Restore(models.Model):
+class Restore(StartedBy, models.Model):
     class Mode(models.TextChoices):
         NEW = "new", "into a new volume"
         IN_PLACE = "in_place", "in place"
@@ -97,11 +97,6 @@ class Restore(models.Model):
     def in_place(self) -> bool:
         return self.mode == self.Mode.IN_PLACE
 
-    @property
-    def started_by(self) -> str:
-        if self.created_by_id:
-            return self.created_by.get_username()
-        return self.trigger
 
     @property
     def needs_attention(self) -> bool:

@@ -20,9 +20,6 @@ def restore_page(*, page, volume: str = ""):
     return Paginator(qs, PAGE_SIZE).get_page(page)
 
 
-def restores_of_backup(*, backup_id: int, limit: int = 10) -> list[Restore]:
-    return list(Restore.objects.filter(backup_id=backup_id).select_related("job")[:limit])
-
 
 def running_users(*, volume_name: str) -> list[Container]:
     """Running containers that mount the volume: what a restore in place stops and restarts."""

@@ -27,14 +27,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.services import audit_record
+from accounts.services import actor_name, audit_record
 from backups import archive
 from backups import services as backup_services
 from backups.archive import ArchiveError
 from backups.models import Backup
-from backups.services import backup_lock, volume_lock
+from backups.services import backup_lock, lock_wait_seconds, volume_lock
 from backups.storage import StorageError, get_storage, manifest_key
 from jobs.models import Job
+from project.db import save_fields as _mark
 from jobs.runner import WORKER_ID, JobCancelled, JobContext
 from jobs.services import LockHeld, job_create, job_outcome_adopt, lock_acquire, lock_release
 from project.errors import CargoholdError, Refused
@@ -57,28 +58,6 @@ REDACTED = "***"
 # the archive's `data/` member); fails loudly if anything is left.
 EMPTY_COMMAND = ["sh", "-c", 'find /data -mindepth 1 -maxdepth 1 -exec rm -rf {} + && test -z "$(ls -A /data)"']
 _STAGED_NAME = re.compile(r"^upload-[0-9a-f]{32}\.staged$")
-
-
-class _RunHere:
-    """The "task" of a job this process runs itself (the CLI import): nothing to enqueue."""
-
-    @staticmethod
-    def delay(*args, **kwargs):
-        return None
-
-    @staticmethod
-    def apply_async(*args, **kwargs):
-        return None
-
-
-def _lock_wait() -> float:
-    return float(getattr(settings, "BACKUP_LOCK_WAIT_SECONDS", 300))
-
-
-def _actor_name(user, requested_by: str) -> str:
-    if user is not None and getattr(user, "is_authenticated", False):
-        return user.get_username()
-    return requested_by
 
 
 def _refuse(message: str, *, action: str, user, requested_by: str, object_name: str, params: dict) -> None:
@@ -136,7 +115,7 @@ def _create_restore(*, backup: Backup, mode: str, volume_name: str, kind: str, t
     with transaction.atomic():
         job = job_create(
             kind=kind, task=tasks.run_restore, target=volume_name,
-            params={"backup": backup.pk, "requested_by": _actor_name(user, requested_by), **task_params},
+            params={"backup": backup.pk, "requested_by": actor_name(user, requested_by), **task_params},
             user=user, trigger=trigger, progress_total=backup.size_bytes, queue=queue,
         )
         restore = Restore.objects.create(
@@ -335,12 +314,6 @@ def empty_volume(*, volume_name: str, job_id: int | None) -> None:
 # --- running a restore (worker side) ---------------------------------------------------------
 
 
-def _mark(row, **fields) -> None:
-    for name, value in fields.items():
-        setattr(row, name, value)
-    row.save(update_fields=list(fields))
-
-
 def _audit_finished(restore: Restore) -> None:
     ok = restore.status == Restore.Status.SUCCEEDED
     audit_record(
@@ -387,16 +360,12 @@ def _check_phase(ctx: JobContext, restore: Restore, backup: Backup, storage, *, 
     _mark(restore, phase="checking")
     ctx.set_progress(0, backup.size_bytes, "Checking the archive: checksum and every member")
 
-    def on_bytes(n: int) -> None:
-        ctx.done += n
-        ctx.check_cancelled()
-
     began = time.monotonic()
     try:
         sha = _recorded_checksums(backup, storage)
         result = check_archive(key=backup.key, compression=backup.compression, sha256=sha,
                                allow_devices=restore.allow_devices, file_count=backup.file_count,
-                               storage=storage, on_bytes=on_bytes)
+                               storage=storage, on_bytes=ctx.advance_checked)
     except (ArchiveError, UnsafeArchive, StorageError) as exc:
         raise type(exc)(f"{exc} {untouched}") from None
     _mark(restore, layout=result.layout.value, file_count=result.stats.file_count, tar_bytes=result.stats.tar_bytes)
@@ -421,8 +390,8 @@ def _write_phase(ctx: JobContext, restore: Restore, *, key: str, compression: st
 def _restore_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
     name = restore.volume_name
     storage = get_storage()
-    with ctx.lock(volume_lock(name), wait_seconds=_lock_wait()):
-        with ctx.lock(backup_lock(backup.pk), wait_seconds=_lock_wait()):
+    with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()):
+        with ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
             sha, result = _check_phase(ctx, restore, backup, storage, untouched="No volume was created.")
             _mark(restore, phase="creating")
             ctx.say(f"Creating volume {name}")
@@ -526,8 +495,8 @@ def _take_safety_backup(ctx: JobContext, restore: Restore) -> Backup:
 def _restore_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None:
     name = restore.volume_name
     storage = get_storage()
-    with ctx.lock(volume_lock(name), wait_seconds=_lock_wait()):
-        with ctx.lock(backup_lock(backup.pk), wait_seconds=_lock_wait()):
+    with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()):
+        with ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
             try:
                 engine.inspect_volume(name)
             except engine.NotFound:
@@ -661,7 +630,7 @@ def restore_rollback_run(ctx: JobContext) -> dict:
     restore = Restore.objects.select_related("safety_backup").filter(pk=ctx.job.params.get("restore")).first()
     if restore is None or not restore.rollback_pending:
         return {"message": "Nothing to put back (already done)."}
-    with ctx.lock(volume_lock(restore.volume_name), wait_seconds=_lock_wait()):
+    with ctx.lock(volume_lock(restore.volume_name), wait_seconds=lock_wait_seconds()):
         restore.refresh_from_db()
         if not restore.rollback_pending:
             return {"message": "Nothing to put back (already done)."}
@@ -691,7 +660,7 @@ def partial_volume_remove_run(ctx: JobContext) -> dict:
     if restore is None or not restore.partial:
         return {"message": "Nothing to remove (already done)."}
     name = restore.volume_name
-    with ctx.lock(volume_lock(name), wait_seconds=_lock_wait()):
+    with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()):
         users = [c.name for c in engine.list_containers() if any(m.volume_name == name for m in c.mounts)
                  and engine.HELPER_LABEL not in c.labels]
         if users:
@@ -716,7 +685,7 @@ def restore_dismiss(*, restore: Restore, user=None, request=None) -> None:
     pending put-back is dropped, and the recovery then starts the containers again."""
     if not restore.rollback_pending or restore.is_active:
         raise Refused("There is nothing pending to dismiss for this restore.")
-    who = _actor_name(user, "")
+    who = actor_name(user, "")
     _mark(restore, rollback_pending=False, rollback_error=f"{restore.rollback_error} Dismissed by {who}.".strip(),
           outcome=f"{restore.outcome} {who} dismissed putting the previous content back; the volume stays as it is."
           .strip())
@@ -845,13 +814,13 @@ def import_start(*, source: Path, volume_name: str, original_name: str = "", use
     from restores import tasks
 
     params = {"original_name": (original_name or source.name)[:255], "format": fmt, "size": size,
-              "requested_by": _actor_name(user, requested_by)}
+              "requested_by": actor_name(user, requested_by)}
     if staged:
         params["staged"] = staged_path(source.name).name
     else:
         params["source"] = str(Path(source).resolve())
     with transaction.atomic():
-        job = job_create(kind=KIND_IMPORT, task=tasks.import_archive if staged else _RunHere,
+        job = job_create(kind=KIND_IMPORT, task=tasks.import_archive if staged else None,
                          target=volume_name, target_type="backup", params=params, user=user, trigger=trigger,
                          progress_total=size, queue=queue)
         backup = Backup.objects.create(
@@ -949,14 +918,10 @@ def import_run(ctx: JobContext) -> dict:
 def _store_import(ctx: JobContext, f, fmt: str, key: str, backup: Backup, storage):
     scanner = TarScanner(allow_devices=True)  # devices are refused at restore time unless allowed
 
-    def on_read(n: int) -> None:
-        ctx.done += n
-        ctx.check_cancelled()
-
     with storage.open_temp_writer(key, token=backup.uid.hex) as writer:
         if fmt in ("zstd", "gzip"):
             # Stored as uploaded: the user's own checksum of the file stays valid.
-            reader = HashingReader(f, on_read=on_read, sink=writer)
+            reader = HashingReader(f, on_read=ctx.advance_checked, sink=writer)
             for chunk in tar_chunks(reader, fmt):
                 scanner.feed(chunk)
             reader.drain()
@@ -964,7 +929,7 @@ def _store_import(ctx: JobContext, f, fmt: str, key: str, backup: Backup, storag
             sha = upload_sha = reader.hexdigest()
             stored = reader.bytes_read
         else:
-            reader = HashingReader(f, on_read=on_read)
+            reader = HashingReader(f, on_read=ctx.advance_checked)
             comp = archive.compressor("zstd", level=getattr(settings, "BACKUP_ZSTD_LEVEL", None))
             sink = archive.HashingWriter(writer)
             for chunk in tar_chunks(reader, "tar"):

@@ -270,9 +270,6 @@ def api():
 # --- inventory ----------------------------------------------------------------------
 
 
-def ping() -> bool:
-    with _translate("Pinging the engine"):
-        return bool(api().ping())
 
 
 def info() -> EngineInfo:
@@ -346,21 +343,6 @@ def remove_volume(name: str) -> None:
         api().remove_volume(name, force=False)
 
 
-def inspect_container(container_id: str) -> EngineContainer:
-    with _translate(f"Inspecting container {container_id[:12]}"):
-        data = api().inspect_container(container_id)
-    state = data.get("State") or {}
-    config = data.get("Config") or {}
-    return EngineContainer(
-        id=_text(data.get("Id"), 64),
-        name=_text(data.get("Name"), 255).lstrip("/"),
-        image=_text(config.get("Image"), 512),
-        state=_text(state.get("Status"), 32),
-        status=_text(state.get("Status"), 255),
-        labels=_str_dict(config.get("Labels")),
-        created_at=_parse_time(data.get("Created")),
-        mounts=tuple(_mount_from_api(m) for m in (data.get("Mounts") or []) if isinstance(m, dict)),
-    )
 
 
 def container_tmpfs(container_id: str) -> dict[str, str]:
@@ -503,22 +485,6 @@ def run_helper(
     return logs
 
 
-def remove_leftover_helpers(*, active_job_ids: set[int]) -> int:
-    """Remove helper containers a crash left behind (their job is no longer active)."""
-    with _translate("Listing helper containers"):
-        leftovers = api().containers(all=True, filters={"label": HELPER_LABEL})
-    removed = 0
-    for c in leftovers:
-        job = (c.get("Labels") or {}).get("cargohold.job", "")
-        if job.isdigit() and int(job) in active_job_ids:
-            continue
-        try:
-            with _translate("Removing a leftover helper container"):
-                api().remove_container(c["Id"], force=True)
-            removed += 1
-        except EngineError:
-            pass
-    return removed
 
 
 def remove_job_helpers(*, job_id: int) -> int:

@@ -3,6 +3,15 @@
 from django.db import models
 
 
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+PROTECT_LABEL = "cargohold.protect"
+
+
+def labels_protected(labels: dict | None) -> bool:
+    """`cargohold.protect=true`: Cargohold never removes or prunes the volume."""
+    return str((labels or {}).get(PROTECT_LABEL, "")).strip().lower() == "true"
+
+
 class VolumeQuerySet(models.QuerySet):
     def present(self):
         return self.filter(gone_since__isnull=True)
@@ -48,11 +57,11 @@ class Volume(models.Model):
 
     @property
     def compose_project(self) -> str:
-        return self.labels.get("com.docker.compose.project", "")
+        return self.labels.get(COMPOSE_PROJECT_LABEL, "")
 
     @property
     def is_protected(self) -> bool:
-        return str(self.labels.get("cargohold.protect", "")).lower() == "true"
+        return labels_protected(self.labels)
 
     @property
     def display_options(self) -> dict:

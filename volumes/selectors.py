@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.core.paginator import Paginator
 from django.db.models import F, Prefetch, Q, QuerySet
 
-from volumes.models import Container, Mount, Volume
+from volumes.models import COMPOSE_PROJECT_LABEL, Container, Mount, Volume
 
 VOLUME_SORTS = {
     "name": ("name",),
@@ -142,3 +142,16 @@ def prune_preview(*, include_named: bool, label: str = "") -> PrunePreview:
         total_bytes=sum(v.size_bytes or 0 for v in volumes),
         unmeasured=sum(1 for v in volumes if v.size_bytes is None),
     )
+
+
+def compose_project_volumes(*, project: str) -> list[Volume]:
+    """The project's volumes: those compose labelled, and external ones its containers mount."""
+    if not project:
+        return []
+    names = set(
+        Container.objects.present().filter(compose_project=project, mounts__volume__isnull=False)
+        .values_list("mounts__volume__name", flat=True)
+    )
+    labelled = Volume.objects.present().filter(labels__has_key=COMPOSE_PROJECT_LABEL)
+    names |= {v.name for v in labelled if v.compose_project == project}
+    return list(Volume.objects.present().filter(name__in=names).order_by("name"))

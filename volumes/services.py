@@ -12,6 +12,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from volumes import engine
+from volumes.models import PROTECT_LABEL, labels_protected
 from project.errors import CargoholdError, Refused
 from volumes.models import Container, EngineStatus, Mount, Volume
 
@@ -300,11 +301,7 @@ KIND_CREATE = "volume_create"
 KIND_REMOVE = "volume_remove"
 KIND_PRUNE = "volume_prune"
 LIFECYCLE_KINDS = (KIND_CREATE, KIND_REMOVE, KIND_PRUNE)
-PROTECT_LABEL = "cargohold.protect"
-
-
-def _is_protected(labels: dict) -> bool:
-    return str((labels or {}).get(PROTECT_LABEL, "")).strip().lower() == "true"
+_is_protected = labels_protected
 
 
 def _protected_message(name: str) -> str:
@@ -315,9 +312,9 @@ def _protected_message(name: str) -> str:
 
 
 def _requested_by(user, requested_by: str) -> str:
-    if user is not None and getattr(user, "is_authenticated", False):
-        return user.get_username()
-    return requested_by
+    from accounts.services import actor_name
+
+    return actor_name(user, requested_by)
 
 
 def _users_text(users: list[tuple[str, str]]) -> str:
