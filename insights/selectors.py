@@ -127,8 +127,6 @@ def sharing_graph(*, filters: GraphFilters, rows: MirrorRows | None = None) -> G
     return GraphView(graph=graph, svg=svg.graph_svg(graph_layout(graph)), filters=filters)
 
 
-def volume_neighbourhood_svg(*, name: str) -> str:
-    return sharing_graph(filters=GraphFilters(volume=name)).svg
 
 
 # --- usage history -----------------------------------------------------------------------

@@ -100,19 +100,17 @@ class VolumePreview:
 def retention_preview(*, policy: BackupPolicy, now: datetime | None = None) -> list[VolumePreview]:
     """What the policy's rules would delete today, per volume it has backups of (a
     dry run: storage is assumed healthy; the real prune re-checks everything)."""
-    from policies.services import retention_apply
+    from policies.services import retention_apply, retention_records
 
     names = sorted(set(
         PolicyRun.objects.filter(policy=policy, backup_ref__isnull=False).values_list("volume_name", flat=True)
     ))
     previews = []
     for name in names:
-        from policies.services import retention_records
-
         records = retention_records(policy=policy, volume_name=name)
         if not any(r.owned for r in records):
             continue
-        outcome = retention_apply(policy=policy, volume_name=name, now=now, dry_run=True)
+        outcome = retention_apply(policy=policy, volume_name=name, now=now, dry_run=True, records=records)
         previews.append(VolumePreview(name, outcome.plan, {r.id: r for r in records}))
     return previews
 
@@ -163,10 +161,6 @@ class Protection:
             "overdue": "overdue",
             "ok": "protected",
         }[self.state]
-
-    @property
-    def is_problem(self) -> bool:
-        return self.state in ("unprotected-in-use", "failed", "overdue")
 
 
 def _grace(policy: BackupPolicy) -> timedelta:

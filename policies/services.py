@@ -430,7 +430,7 @@ def retention_records(*, policy: BackupPolicy, volume_name: str) -> list[retenti
 
 def retention_apply(
     *, policy: BackupPolicy, volume_name: str, now: datetime | None = None, dry_run: bool = False,
-    new_backup_succeeded: bool = True, run: PolicyRun | None = None,
+    new_backup_succeeded: bool = True, run: PolicyRun | None = None, records: list | None = None,
 ) -> PruneOutcome:
     """Delete the policy's backups of one volume that its rules no longer keep.
 
@@ -445,7 +445,8 @@ def retention_apply(
 
     now = now or timezone.now()
     tz = cron.zone(policy.timezone)
-    records = retention_records(policy=policy, volume_name=volume_name)
+    if records is None:
+        records = retention_records(policy=policy, volume_name=volume_name)
     if dry_run:
         return PruneOutcome(volume_name, retention.preview(records, policy.rules, now=now, tz=tz))
     keys: set[str] | None
