@@ -54,6 +54,14 @@ def _engine_cleanup():
 # --- users and roles ------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    """PBKDF2's 1,000,000 rounds cost about half a second per user made or logged in; the
+    tests make hundreds. Production keeps Django's default hashers (project/settings.py)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+
 @pytest.fixture
 def make_user(db):
     from django.contrib.auth import get_user_model
