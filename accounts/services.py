@@ -1,38 +1,9 @@
 import logging
 
 from accounts.models import AuditEvent
+from project.redact import scrubbed, scrubbed_text
 
 logger = logging.getLogger(__name__)
-
-_SECRET_MARKERS = ("password", "secret", "token", "key", "credential", "passwd")
-
-
-def _scrub(params: dict | None) -> dict:
-    """Drop values of parameters that look like secrets (CIFS passwords in driver options...)."""
-    if not params:
-        return {}
-    clean = {}
-    for key, value in params.items():
-        lowered = str(key).lower()
-        if any(marker in lowered for marker in _SECRET_MARKERS):
-            clean[key] = "***"
-        elif isinstance(value, dict):
-            clean[key] = _scrub(value)
-        elif isinstance(value, str) and ("password=" in value.lower() or "pass=" in value.lower()):
-            # Mount option strings such as "username=u,password=p,vers=3.0" (CIFS also takes "pass=").
-            clean[key] = ",".join(
-                part.split("=", 1)[0] + "=***" if part.lower().startswith(("password=", "pass=")) else part
-                for part in value.split(",")
-            )
-        else:
-            clean[key] = value
-    return clean
-
-
-def secrets_scrubbed(params: dict | None) -> dict:
-    """A copy of `params` with secret-looking values masked (for job rows, pages)."""
-    return _scrub(params)
-
 
 def actor_name(user, fallback: str) -> str:
     """The name to record for an action: the user's, else `fallback` (e.g. cli:<login>)."""
@@ -64,15 +35,55 @@ def audit_record(
         actor = None
     ip = None
     if request is not None:
-        ip = request.META.get("REMOTE_ADDR") or None
+        ip = client_address(request)
     return AuditEvent.objects.create(
         actor=actor,
         actor_name=actor.get_username() if actor is not None else str(actor_name)[:150],
         action=action,
         object_type=object_type,
         object_name=str(object_name)[:512],
-        params=_scrub(params),
+        params=scrubbed(params or {}),
         result=result,
-        error=str(error)[:4000],
+        error=scrubbed_text(error)[:4000],
         ip=ip,
     )
+
+
+def client_address(request) -> str | None:
+    """The client's address, for login throttling (AXES_CLIENT_IP_CALLABLE) and the trail.
+
+    REMOTE_ADDR, unless settings.TRUSTED_PROXY_COUNT reverse proxies stand in front: each
+    appends the address it received from to X-Forwarded-For, so the client is the Nth entry
+    from the right; entries further left are whatever the client chose to send.
+    """
+    import ipaddress
+
+    from django.conf import settings
+
+    remote = request.META.get("REMOTE_ADDR") or None
+    count = getattr(settings, "TRUSTED_PROXY_COUNT", 0)
+    if count <= 0:
+        return remote
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    if len(hops) < count:
+        return remote  # not through all our proxies: the peer is the client
+    try:
+        return str(ipaddress.ip_address(hops[-count]))
+    except ValueError:
+        return remote
+
+
+def lockout_lift(*, kind: str, name: str) -> int:
+    """Lift the login lockout of an account (`kind="user"`) or an address (`"address"`):
+    forget its failed attempts. Returns how many attempt records went.
+
+    The audit row is written by accounts.signals, like a lift by `manage.py axes_reset_*`,
+    so every way of lifting is recorded the same way, with the current actor.
+    """
+    from axes.utils import reset
+
+    if kind == "user":
+        return reset(username=name)
+    if kind == "address":
+        return reset(ip=name)
+    raise ValueError(f"Unknown lockout kind {kind!r}.")

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.services import audit_record
-from backups import archive
+import tarstream
 from backups.models import Backup
 from backups.storage import MANIFEST_SUFFIX, StorageError, get_storage, manifest_key
 from jobs.models import Job
@@ -28,6 +28,7 @@ from project.db import save_fields as _mark
 from jobs.runner import JobCancelled, JobContext
 from jobs.services import LockHeld, job_create, job_outcome_adopt, lock_acquire, lock_holder, lock_release
 from project.errors import CargoholdError, Refused
+from project.redact import scrubbed_options, scrubbed_text
 from volumes import engine
 from volumes.models import Volume
 
@@ -39,7 +40,6 @@ KIND_DELETE = "backup_delete"
 STOP_LABEL = "cargohold.stop-during-backup"  # on a volume: default; on a container: always
 FORMAT = "cargohold-backup"
 FORMAT_VERSION = 1
-_SECRET_OPTION_MARKERS = ("password", "secret", "token", "credential", "passwd", "key")
 
 
 def lock_wait_seconds() -> float:
@@ -89,7 +89,7 @@ def backup_start(
     label). The task is enqueued when the transaction commits, with only the job's id
     (on `queue` when given, else the default queue).
     """
-    if compression not in archive.COMPRESSIONS:
+    if compression not in tarstream.COMPRESSIONS:
         raise Refused(f"Unknown compression {compression!r}: choose zstd or gzip.")
     if origin not in Backup.Origin.values:
         raise Refused(f"Unknown origin {origin!r}.")
@@ -159,31 +159,12 @@ def backups_start_many(
 def archive_key(name: str, when: datetime, compression: str, storage) -> str:
     stamp = when.astimezone(dt_timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = f"{name}/{name[:200]}-{stamp}"  # a file name has 255 bytes at most
-    key = base + archive.EXTENSIONS[compression]
+    key = base + tarstream.EXTENSIONS[compression]
     n = 2
     while storage.exists(key) or storage.exists(manifest_key(key)):
-        key = f"{base}-{n}{archive.EXTENSIONS[compression]}"
+        key = f"{base}-{n}{tarstream.EXTENSIONS[compression]}"
         n += 1
     return key
-
-
-def _scrub_options(options: dict) -> tuple[dict, list[str]]:
-    """Driver options without secrets (a CIFS password must not sit beside the archive)."""
-    clean, redacted = {}, []
-    for key, value in (options or {}).items():
-        text = str(value)
-        if any(m in str(key).lower() for m in _SECRET_OPTION_MARKERS):
-            clean[key] = "***"
-            redacted.append(key)
-        elif "password=" in text.lower() or "pass=" in text.lower():
-            clean[key] = ",".join(
-                part.split("=", 1)[0] + "=***" if part.split("=", 1)[0].lower() in ("password", "pass") else part
-                for part in text.split(",")
-            )
-            redacted.append(key)
-        else:
-            clean[key] = text
-    return clean, redacted
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -193,7 +174,7 @@ def _iso(value: datetime | None) -> str | None:
 def _read_chunks(storage, key: str):
     with storage.open_reader(key) as f:
         while True:
-            chunk = f.read(archive.CHUNK_SIZE)
+            chunk = f.read(tarstream.CHUNK_SIZE)
             if not chunk:
                 return
             yield chunk
@@ -257,9 +238,10 @@ def _engine_facts() -> dict:
     return {"id": info.id, "host_name": info.host_name, "server_version": info.server_version}
 
 
-def build_manifest(*, backup: Backup, ev: engine.EngineVolume, packed: archive.PackResult, engine_facts: dict,
+def build_manifest(*, backup: Backup, ev: engine.EngineVolume, packed: tarstream.PackResult, engine_facts: dict,
                     finished_at: datetime) -> dict:
-    options, redacted = _scrub_options(ev.options)
+    # A CIFS password must not sit beside the archive; a restore asks for what is redacted.
+    options, redacted = scrubbed_options(ev.options)
     stats = packed.stats
     return {
         "format": FORMAT,
@@ -362,7 +344,10 @@ def backup_run(ctx: JobContext) -> dict:
             status, error = Backup.Status.FAILED, str(exc)
         else:
             status, error = Backup.Status.FAILED, f"Unexpected error: {type(exc).__name__}: {exc}"
-        _mark(backup, status=status, error=error, finished_at=timezone.now(), bytes_read=backup.bytes_read)
+        if status == Backup.Status.FAILED:
+            logger.warning("backup %s of %s failed: %s", backup.pk, backup.volume_name, error)
+        _mark(backup, status=status, error=scrubbed_text(error), finished_at=timezone.now(),
+              bytes_read=backup.bytes_read)
         _audit_finished(backup)
         raise
     _audit_finished(backup)
@@ -379,7 +364,7 @@ def backup_run(ctx: JobContext) -> dict:
     }
 
 
-def _stream_to_storage(ctx: JobContext, backup: Backup, storage) -> archive.PackResult:
+def _stream_to_storage(ctx: JobContext, backup: Backup, storage) -> tarstream.PackResult:
     ctx.set_progress(0, backup.bytes_expected, "Streaming the volume from the engine")
 
     level = getattr(settings, "BACKUP_ZSTD_LEVEL", None) if backup.compression == "zstd" else \
@@ -392,7 +377,7 @@ def _stream_to_storage(ctx: JobContext, backup: Backup, storage) -> archive.Pack
             # since zstd compresses in its own threads, and 25 MiB more memory.)
             try:
                 with closing(engine.archive_stream(cid)) as chunks:
-                    packed = archive.pack(chunks, writer, compression=backup.compression, on_chunk=ctx.advance_checked,
+                    packed = tarstream.pack(chunks, writer, compression=backup.compression, on_chunk=ctx.advance_checked,
                                           level=level)
             finally:
                 backup.bytes_read = ctx.done
@@ -402,10 +387,10 @@ def _stream_to_storage(ctx: JobContext, backup: Backup, storage) -> archive.Pack
     return packed
 
 
-def _verify_stored(ctx: JobContext, backup: Backup, storage, packed: archive.PackResult) -> None:
+def _verify_stored(ctx: JobContext, backup: Backup, storage, packed: tarstream.PackResult) -> None:
     ctx.set_progress(0, packed.compressed_bytes, "Verifying the stored archive")
 
-    result = archive.verify_stream(
+    result = tarstream.verify_stream(
         _read_chunks(storage, backup.key), compression=backup.compression, sha256=packed.sha256, on_chunk=ctx.advance_checked
     )
     if result.ok and result.stats.entries != packed.stats.entries:
@@ -414,7 +399,7 @@ def _verify_stored(ctx: JobContext, backup: Backup, storage, packed: archive.Pac
             f"The stored archive has {result.stats.entries} entries; {packed.stats.entries} were written."
         )
     if not result.ok:
-        raise archive.ArchiveError(result.message)
+        raise tarstream.ArchiveError(result.message)
     ctx.done = packed.stats.tar_bytes  # the row shows what was read, not what was re-read
 
 
@@ -453,7 +438,7 @@ def backup_sync_with_job(*, job_id: int) -> None:
 # --- verifying -------------------------------------------------------------------------
 
 
-def backup_verify(*, backup: Backup, actor=None, on_chunk=None) -> archive.VerifyResult:
+def backup_verify(*, backup: Backup, actor=None, on_chunk=None) -> tarstream.VerifyResult:
     """Re-read a stored archive: SHA-256 as recorded, decompresses to a complete tar.
 
     Records the outcome on the row (verified / verify_error) and in the audit trail.
@@ -463,12 +448,12 @@ def backup_verify(*, backup: Backup, actor=None, on_chunk=None) -> archive.Verif
         raise Refused(f"Backup #{backup.pk} has no stored archive to verify ({backup.status}).")
     storage = get_storage()
     try:
-        result = archive.verify_stream(
+        result = tarstream.verify_stream(
             _read_chunks(storage, backup.key), compression=backup.compression,
             sha256=backup.sha256 or None, on_chunk=on_chunk,
         )
     except StorageError as exc:
-        result = archive.VerifyResult(ok=False, sha256="", compressed_bytes=0, problems=[str(exc)])
+        result = tarstream.VerifyResult(ok=False, sha256="", compressed_bytes=0, problems=[str(exc)])
     if result.ok and backup.file_count is not None and result.stats.file_count != backup.file_count:
         result.ok = False
         result.problems.append(f"It holds {result.stats.file_count} files; {backup.file_count} were recorded.")
@@ -663,7 +648,7 @@ def _row_from_manifest(data: dict, akey: str, storage) -> dict:
     if not isinstance(name, str) or not name or len(name) > 255:
         raise ValueError("bad volume name")
     compression = arch["compression"]
-    if compression not in archive.COMPRESSIONS:
+    if compression not in tarstream.COMPRESSIONS:
         raise ValueError(f"unknown compression {compression!r}")
     sha = arch.get("sha256") or ""
     if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
@@ -671,6 +656,10 @@ def _row_from_manifest(data: dict, akey: str, storage) -> dict:
     if not storage.exists(akey):
         raise ValueError("its archive is missing")
     origin = data.get("origin") if data.get("origin") in Backup.Origin.values else Backup.Origin.IMPORTED
+    if "import" in data:
+        # Cargohold writes this section only for imports: a manifest that has it and claims
+        # another origin was edited, and must not make the archive pass for a volume's own.
+        origin = Backup.Origin.IMPORTED
     return {
         "uid": uuid.UUID(hex=str(data["uid"])),
         "volume": Volume.objects.filter(name=name).first(),

@@ -97,6 +97,14 @@ class Restore(StartedBy, models.Model):
     def in_place(self) -> bool:
         return self.mode == self.Mode.IN_PLACE
 
+    @property
+    def display_options(self) -> dict:
+        """Driver options for pages, secrets masked (typed for a queued restore, kept until the
+        worker has created the volume)."""
+        from project.redact import scrubbed
+
+        return scrubbed(self.options)
+
 
     @property
     def needs_attention(self) -> bool:

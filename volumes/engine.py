@@ -22,6 +22,7 @@ import requests.exceptions
 from django.conf import settings
 
 from project.errors import CargoholdError
+from project.redact import scrubbed_text
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,14 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class EngineError(CargoholdError):
-    """The engine refused or failed a request."""
+    """The engine refused or failed a request.
+
+    The engine's words repeat what it was given ("mount ... data: username=u,password=p"):
+    the message is scrubbed here, once, before any job row, page, audit event or log sees it.
+    """
+
+    def __init__(self, message="", *args):
+        super().__init__(scrubbed_text(message), *args)
 
 
 class EngineUnavailable(EngineError):
@@ -377,6 +385,152 @@ def events(*, since: datetime | None = None, types: Iterable[str] = ("volume", "
             pass
 
 
+# --- who mounts a volume, by the engine's own record -----------------------------------
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    """A container mounting a volume (started with it, or written into by `docker cp`)."""
+
+    container_id: str
+    container_name: str  # "" when the container was gone before it could be looked at
+    labels: dict
+    read_only: bool
+
+
+def engine_time() -> datetime:
+    """The engine's clock: event times are the engine's, and the worker's clock may differ."""
+    with _translate("Reading the engine's clock"):
+        data = api().info()
+    return _parse_time(data.get("SystemTime")) or datetime.now(timezone.utc)
+
+
+def _nanos(when: datetime) -> int:
+    return int(when.timestamp()) * 10**9 + when.microsecond * 1000
+
+
+def _nano_text(nano: int) -> str:
+    seconds, rest = divmod(nano, 10**9)
+    return f"{seconds}.{rest:09d}"
+
+
+class MountWatch:
+    """The mounts of one volume since `since`, followed live in a thread (see watch_mounts).
+
+    Live, because the engine replays only its last 256 events: on a busy host a replay at
+    the end of a long restore would have lost the early ones. The container behind each
+    mount is looked up at once, while it most likely still exists.
+    """
+
+    def __init__(self, volume_name: str, since: datetime):
+        self.volume_name = volume_name
+        self._since_nano = _nanos(since)
+        self._last_nano = 0
+        self._seen: dict[tuple[str, int], VolumeMount] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._stream = None
+        self._thread = threading.Thread(target=self._follow, daemon=True, name=f"mounts of {volume_name}")
+
+    def _filters(self) -> dict:
+        return {"type": ["volume"], "volume": [self.volume_name], "event": ["mount"]}
+
+    def _from(self) -> str:
+        return _nano_text(self._last_nano or self._since_nano)
+
+    def _follow(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                stream = api().events(since=self._from(), filters=self._filters(), decode=True)
+                with self._lock:
+                    self._stream = stream
+                    if self._stopped.is_set():
+                        stream.close()
+                        return
+                for event in stream:  # ends quietly when the connection breaks: then reconnect
+                    self._record(event)
+            except Exception as exc:  # the engine restarting, say: the replay from _from() fills the gap
+                if self._stopped.is_set():
+                    return
+                logger.warning("following the mounts of %s: %s", self.volume_name, _short(exc))
+            self._stopped.wait(1)
+
+    def _record(self, event: dict) -> None:
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        container_id = _text(attributes.get("container"), 64)
+        nano = int(event.get("timeNano") or 0)
+        if not container_id or (container_id, nano) in self._seen:
+            return
+        name, labels = self._identify(container_id)
+        with self._lock:
+            self._seen[(container_id, nano)] = VolumeMount(
+                container_id=container_id, container_name=name, labels=labels,
+                read_only=str(attributes.get("read/write", "true")).lower() == "false",
+            )
+            self._last_nano = max(self._last_nano, nano)
+
+    def _identify(self, container_id: str) -> tuple[str, dict]:
+        """Name and labels: from the container, or, when it was removed already (`docker
+        run --rm`), from its own events, which carry both."""
+        try:
+            data = api().inspect_container(container_id)
+            return _text(data.get("Name"), 255).lstrip("/"), _str_dict((data.get("Config") or {}).get("Labels"))
+        except docker.errors.NotFound:
+            pass
+        except Exception:
+            return "", {}
+        try:
+            until = _nanos(engine_time())
+            for event in api().events(since=_nano_text(self._since_nano), until=_nano_text(until),
+                                      filters={"type": ["container"], "container": [container_id]}, decode=True):
+                attributes = dict((event.get("Actor") or {}).get("Attributes") or {})
+                name = attributes.pop("name", "")
+                for key in ("image", "exitCode", "signal", "execID", "execDuration"):
+                    attributes.pop(key, None)
+                if name:
+                    return _text(name, 255), _str_dict(attributes)
+        except Exception:
+            pass
+        return "", {}
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped.set()
+            stream = self._stream
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:
+                pass
+        self._thread.join(timeout=10)
+
+    def mounts(self) -> list[VolumeMount]:
+        """Every mount so far, up to the engine's present moment: what the live stream has
+        not delivered yet is read from the engine's replay."""
+        until = engine_time()
+        with _translate(f"Reading the mount events of volume {self.volume_name}"):
+            for event in api().events(since=self._from(), until=_nano_text(_nanos(until)),
+                                      filters=self._filters(), decode=True):
+                self._record(event)
+        with self._lock:
+            return list(self._seen.values())
+
+
+@contextmanager
+def watch_mounts(volume_name: str) -> Iterator[MountWatch]:
+    """Every container that mounts `volume_name` while the block runs, even one started
+    and removed again before it ends; `watch.mounts()` lists them."""
+    watch = MountWatch(volume_name, since=engine_time())
+    watch.start()
+    try:
+        yield watch
+    finally:
+        watch.stop()
+
+
 # --- helper containers: archives of volumes -----------------------------------------
 
 HELPER_LABEL = "cargohold.helper"
@@ -463,18 +617,33 @@ def archive_stream(container_id: str, *, path: str = MOUNT_POINT, chunk_size: in
 
 
 def put_archive(container_id: str, data: Iterable[bytes] | bytes, *, path: str = "/") -> None:
-    """Send an uncompressed tar stream to the engine, extracted at `path` in the container."""
+    """Send an uncompressed tar stream to the engine, extracted at `path` in the container.
+
+    The engine sniffs the first bytes it receives and runs the decompressor they name (xz,
+    bzip2, gzip, zstd) as root: the stream always starts with a header of ours
+    (tarstream.LEAD_HEADER, skipped on extraction), so no archive content chooses them.
+    """
+    from tarstream import LEAD_HEADER
+
+    def stream():
+        yield LEAD_HEADER
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            yield bytes(data)
+        else:
+            yield from data
+
     with _translate("Writing the archive into the volume"):
-        ok = api().put_archive(container_id, path, data)
+        ok = api().put_archive(container_id, path, stream())
     if not ok:
         raise EngineError("The engine refused the archive.")
 
 
 def run_helper(
-    volume_name: str, command: list[str], *, timeout: int = 600, purpose: str = "", job_id: int | None = None
+    volume_name: str, command: list[str], *, timeout: int = 600, purpose: str = "", job_id: int | None = None,
+    read_only: bool = False,
 ) -> str:
-    """Run `command` in a helper container with the volume mounted read-write at /data."""
-    with helper_container(volume_name, read_only=False, command=command, purpose=purpose, job_id=job_id) as cid:
+    """Run `command` in a helper container with the volume mounted at /data (read-write unless asked)."""
+    with helper_container(volume_name, read_only=read_only, command=command, purpose=purpose, job_id=job_id) as cid:
         with _translate(f"Running a helper in volume {volume_name}"):
             api().start(cid)
             outcome = api().wait(cid, timeout=timeout)
@@ -485,6 +654,22 @@ def run_helper(
     return logs
 
 
+
+
+def volume_free_bytes(volume_name: str, *, job_id: int | None = None) -> int | None:
+    """The free space of the file system holding the volume, as `df` sees it on the mount
+    (the engine's API reports no free space); None when it cannot be learned."""
+    try:
+        out = run_helper(volume_name, ["df", "-Pk", MOUNT_POINT], timeout=60, purpose="free-space", job_id=job_id,
+                         read_only=True)
+    except EngineError as exc:
+        logger.warning("could not learn the free space of volume %s: %s", volume_name, exc)
+        return None
+    for line in out.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 6 and fields[-1] == MOUNT_POINT and fields[3].isdigit():
+            return int(fields[3]) * 1024
+    return None
 
 
 def remove_job_helpers(*, job_id: int) -> int:

@@ -66,9 +66,9 @@ class Volume(models.Model):
     @property
     def display_options(self) -> dict:
         """Driver options for pages, secrets masked (a CIFS password in `o`)."""
-        from accounts.services import secrets_scrubbed
+        from project.redact import scrubbed
 
-        return secrets_scrubbed(self.options)
+        return scrubbed(self.options)
 
 
 class ContainerQuerySet(models.QuerySet):

@@ -14,6 +14,7 @@ from django.utils import timezone
 from volumes import engine
 from volumes.models import PROTECT_LABEL, labels_protected
 from project.errors import CargoholdError, Refused
+from project.redact import scrubbed, scrubbed_text
 from volumes.models import Container, EngineStatus, Mount, Volume
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,8 @@ def _sync_volumes(engine_volumes, now, result: SyncResult) -> None:
             "driver": ev.driver,
             "mountpoint": ev.mountpoint,
             "scope": ev.scope,
-            "options": ev.options,
+            # The mirror needs no CIFS password: backups read the options from the engine.
+            "options": scrubbed(ev.options),
             "labels": ev.labels,
             "status": ev.status,
             "created_at": ev.created_at,
@@ -398,7 +400,7 @@ def volume_prune_start(
 
 def volume_error_record(*, name: str, error: str) -> None:
     """Keep the engine's message about a volume for its page (an NFS server not answering)."""
-    Volume.objects.filter(name=name).update(last_error=str(error)[:4000])
+    Volume.objects.filter(name=name).update(last_error=scrubbed_text(error)[:4000])
 
 
 def volume_error_clear(*, name: str) -> None:
@@ -449,10 +451,9 @@ def _engine_users(name: str) -> list[tuple[str, str]]:
 
 def _forget_secrets(job) -> None:
     """The worker has used the driver options: keep only a scrubbed copy in the job row."""
-    from accounts.services import secrets_scrubbed
     from jobs.models import Job
 
-    Job.objects.filter(pk=job.pk).update(params=secrets_scrubbed(job.params))
+    Job.objects.filter(pk=job.pk).update(params=scrubbed(job.params))
 
 
 def _mount_check(name: str, *, job_id: int) -> str:
@@ -460,6 +461,7 @@ def _mount_check(name: str, *, job_id: int) -> str:
     try:
         engine.run_helper(name, ["true"], timeout=60, purpose="mount-check", job_id=job_id)
     except engine.EngineError as exc:
+        logger.warning("volume %s could not be mounted: %s", name, exc)
         volume_error_record(name=name, error=str(exc))
         return str(exc)
     volume_error_clear(name=name)

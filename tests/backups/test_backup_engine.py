@@ -167,7 +167,9 @@ def test_secrets_in_driver_options_stay_out_of_the_manifest(no_enqueue, backup_r
 
     name = dockercli.create_volume(driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=1m,uid=0"})
     mirror_sync()
-    scrubbed, redacted = services._scrub_options({"o": "username=u,password=hunter2,vers=3", "type": "cifs"})
+    from project.redact import scrubbed_options
+
+    scrubbed, redacted = scrubbed_options({"o": "username=u,password=hunter2,vers=3", "type": "cifs"})
     assert "hunter2" not in json.dumps(scrubbed) and redacted == ["o"]
 
     backup = run_backup(new_backup(name))
