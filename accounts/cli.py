@@ -1,10 +1,9 @@
 """Who a management command acts as, with the same permission rules as the pages."""
 
-import getpass
-
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
+from accounts.actors import cli_actor_name
 from accounts.services import audit_record
 
 
@@ -12,11 +11,7 @@ def acting_user(username: str | None, perm: str, what: str, *, object_type: str 
     """(user or None, requested_by): the account named by --user (must hold `perm`), else
     cli:<login name> — whoever runs manage.py on the host already has the database."""
     if not username:
-        try:
-            login = getpass.getuser()
-        except Exception:
-            login = "unknown"
-        return None, f"cli:{login}"
+        return None, cli_actor_name()
     user = get_user_model().objects.filter(username=username, is_active=True).first()
     if user is None:
         raise CommandError(f"No active Cargohold user named {username!r}.")

@@ -63,3 +63,49 @@ def audit_page(*, filters: AuditFilters, page: str | int | None):
 
 def audit_actions() -> list[str]:
     return list(AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct())
+
+
+# --- login lockouts (django-axes' failed attempts) -------------------------------------------
+
+_LOCKOUT_FIELDS = {"user": "username", "address": "ip_address"}
+
+
+@dataclass
+class Lockout:
+    kind: str  # "user" (an account) or "address" (a client address)
+    name: str
+    failures: int
+    until: datetime
+
+
+def lockouts(*, kind: str | None = None, name: str | None = None) -> list[Lockout]:
+    """Accounts and addresses locked out now, latest lockout end first: failures within the
+    cool-off reaching the limit, counted the way django-axes counts them (per account and
+    per address, AXES_LOCKOUT_PARAMETERS)."""
+    from axes.helpers import get_cool_off, get_failure_limit
+    from axes.models import AccessAttempt
+    from django.db.models import Max, Sum
+    from django.utils.timezone import now
+
+    cool_off, limit = get_cool_off(), get_failure_limit(None, None)
+    recent = AccessAttempt.objects.all()
+    if cool_off is not None:
+        recent = recent.filter(attempt_time__gte=now() - cool_off)
+    found = []
+    for this_kind, field in _LOCKOUT_FIELDS.items():
+        if kind not in (None, this_kind):
+            continue
+        rows = recent.exclude(**{f"{field}__isnull": True})
+        if field == "username":  # (an address field turns "" into NULL: no such filter there)
+            rows = rows.exclude(username="")
+        if name is not None:
+            rows = rows.filter(**{field: name})
+        rows = rows.values(field).annotate(failures=Sum("failures_since_start"), last=Max("attempt_time"))
+        for row in rows.filter(failures__gte=limit):
+            until = row["last"] + cool_off if cool_off is not None else None
+            found.append(Lockout(kind=this_kind, name=row[field], failures=row["failures"], until=until))
+    return sorted(found, key=lambda lock: lock.until or datetime.max.replace(tzinfo=timezone.utc), reverse=True)
+
+
+def is_locked_out(*, kind: str, name: str) -> bool:
+    return bool(name) and bool(lockouts(kind=kind, name=name))

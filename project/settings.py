@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "insights",
     "django_celery_beat",
     "policies",
+    "axes",  # login throttling; lockouts and lifts reach the audit trail through accounts.signals
 ]
 
 MIDDLEWARE = [
@@ -58,6 +59,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "accounts.middleware.AuditActorMiddleware",
+    # Last, as django-axes asks: it turns a lockout flagged during login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -123,17 +127,57 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 
+# --- Security: HTTPS, login throttling --------------------------------------------
+# Off by default so `make run` works on http://127.0.0.1; a deployment behind HTTPS sets
+# CARGOHOLD_HTTPS=1 (README, "Deployment"), which is what `check --deploy` expects.
+HTTPS = env_bool("CARGOHOLD_HTTPS", False)
+# Reverse proxies in front of Cargohold that append the client's address to X-Forwarded-For
+# (and set X-Forwarded-Proto). 0: trust no header, the TCP peer is the client.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", HTTPS)
+CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if not SECURE_HSTS_PRELOAD:
+    # Asking browsers to preload the domain is its owner's decision, not a default of ours.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
+if TRUSTED_PROXY_COUNT:
+    # Only a proxy can be trusted to say the browser used HTTPS; without one the header
+    # would let any client claim it.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
-CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 X_FRAME_OPTIONS = "DENY"
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out account or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Locked when either the account or the address reaches the limit within the cool-off, so
+# neither many guesses at one account nor one guess at many accounts gets through. Per
+# database: each test process (and each deployment) counts its own failures.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+# Attempts while locked neither count nor extend the lockout, so the page can say how long.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.views.login_locked_out"
+AXES_ENABLE_ADMIN = False  # lockouts are lifted on /accounts/lockouts/ (audited), not by editing rows
+AXES_VERBOSE = False
+# The client's address for throttling and the audit trail: REMOTE_ADDR, or behind
+# TRUSTED_PROXY_COUNT proxies the address the outermost one saw (X-Forwarded-For).
+AXES_CLIENT_IP_CALLABLE = "accounts.services.client_address"
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"docker": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    # axes: its warnings name each failed login; its INFO lines are routine clean-ups.
+    "loggers": {"docker": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # --- Cargohold ---------------------------------------------------------------
@@ -159,10 +203,20 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "cargohold")
 CELERY_TASK_ACKS_LATE = True
+# A pool child lost mid-task: acknowledge (never run a job twice); jobs.signals fails its job.
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
+# How long the main process waits for a lost child's last words before it reports
+# WorkerLostError (Celery's default is 10 s). We keep no results, so a short wait only
+# makes a killed child's job fail sooner.
+CELERY_WORKER_LOST_WAIT = float(env("CELERY_WORKER_LOST_WAIT", "2"))
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+# Redis hands an unacknowledged message out again after this. Longer than any task's
+# time limit (the longest, volume prune, is about an hour); backups, restores and
+# imports have no time limit and may outlast it: their second delivery finds the job
+# running under a live owner and leaves it alone (jobs.runner._claim).
+BROKER_VISIBILITY_TIMEOUT_SECONDS = env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 6 * 3600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT_SECONDS}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE = {
     "sync-mirror": {
@@ -183,9 +237,12 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 JOB_HEARTBEAT_SECONDS = float(env("JOB_HEARTBEAT_SECONDS", "1"))
-# A running job whose heartbeat is older than this is failed by the sweep.
+# A running job whose heartbeat is older than this has an owner proven gone: the sweep,
+# start-up recovery and a second delivery of its message fail it. Many beats long.
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 60)
 # Locks are refreshed by the heartbeat; one left by a dead worker expires after this.
+# Longer than JOB_STALE_SECONDS: a live job's lock never expires before its owner
+# could be presumed dead.
 LOCK_TTL_SECONDS = env_int("LOCK_TTL_SECONDS", 120)
 # Extra task modules for the worker (the test suite registers demo tasks this way).
 CELERY_IMPORTS = env_list("CELERY_EXTRA_IMPORTS", "")
@@ -246,3 +303,11 @@ UPLOAD_DIR = Path(env("UPLOAD_DIR", str(VAR_DIR / "uploads")))
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 20 * 1024**3)
 # Emptying a volume before a restore in place runs a helper container this long at most.
 RESTORE_EMPTY_TIMEOUT_SECONDS = env_int("RESTORE_EMPTY_TIMEOUT_SECONDS", 3600)
+# Decompression bombs: an imported archive (no trusted record of its size) may expand to
+# this many times its compressed size (gzip/zstd of real volumes stay under ~20x, logs and
+# text under ~100x)... but always to IMPORT_EXPANSION_FREE_BYTES (small archives are
+# harmless whatever their ratio: an empty preallocated file compresses 1000x), and never
+# beyond IMPORT_MAX_EXPANDED_BYTES. An Admin can raise the limit for one import.
+IMPORT_MAX_EXPANSION_RATIO = env_int("IMPORT_MAX_EXPANSION_RATIO", 200)
+IMPORT_EXPANSION_FREE_BYTES = env_int("IMPORT_EXPANSION_FREE_BYTES", 256 * 1024**2)
+IMPORT_MAX_EXPANDED_BYTES = env_int("IMPORT_MAX_EXPANDED_BYTES", 1024**4)

@@ -41,3 +41,77 @@ def test_compose_refuses_to_run_without_a_secret_key():
                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin:/usr/local/bin"})
     assert proc.returncode != 0
     assert "DJANGO_SECRET_KEY" in proc.stderr
+
+
+# --- `manage.py check --deploy` under the production settings ------------------------------
+
+PRODUCTION = {
+    # What the README's production section says to set (besides the Compose file's own values).
+    "DJANGO_SECRET_KEY": "k3Jx9-Qm2vT8pW4zR7yN1bH6cF0aL5sD-gE3uI8oP2wQ9xZ7vB4nM1kJ6hG5fD0s",
+    "ALLOWED_HOSTS": "cargohold.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://cargohold.example.com",
+    "CARGOHOLD_HTTPS": "1",
+    "TRUSTED_PROXY_COUNT": "1",
+}
+
+
+def _web_environment(overrides: dict) -> dict:
+    """The `web` service's environment as Compose resolves it from `overrides`."""
+    import yaml
+
+    proc = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"],
+                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin:/usr/local/bin", **overrides})
+    assert proc.returncode == 0, proc.stderr
+    env = yaml.safe_load(proc.stdout)["services"]["web"]["environment"]
+    return {k: str(v) for k, v in env.items()} if isinstance(env, dict) else dict(e.split("=", 1) for e in env)
+
+
+def _check_deploy(env: dict, tmp_path) -> subprocess.CompletedProcess:
+    import sys
+
+    # The check reads settings and connects to no database; this machine lacks the Postgres
+    # driver the image installs, so the database URL alone is swapped for SQLite.
+    env = env | {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CARGOHOLD_VAR_DIR": str(tmp_path),
+                 "DATABASE_URL": f"sqlite:///{tmp_path / 'check.sqlite3'}"}
+    return subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_check_deploy_is_clean_under_the_production_settings(tmp_path):
+    env = _web_environment(PRODUCTION)
+    assert env["CARGOHOLD_HTTPS"] == "1" and env["DEBUG"] == "0"
+
+    proc = _check_deploy(env, tmp_path)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no issues" in proc.stdout
+
+
+def test_check_deploy_warns_when_https_is_not_switched_on(tmp_path):
+    env = _web_environment({k: v for k, v in PRODUCTION.items() if k != "CARGOHOLD_HTTPS"})
+    proc = _check_deploy(env, tmp_path)
+    assert proc.returncode != 0
+    assert "SECURE_SSL_REDIRECT" in proc.stdout + proc.stderr
+
+
+def test_https_settings_follow_the_switch_and_trust_a_proxy_only_when_told(tmp_path):
+    import json
+    import sys
+
+    script = ("from django.conf import settings as s; import json; print(json.dumps([s.SECURE_SSL_REDIRECT, "
+              "s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS, s.SECURE_PROXY_SSL_HEADER, "
+              "s.TRUSTED_PROXY_COUNT]))")
+
+    def read(extra):
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CARGOHOLD_VAR_DIR": str(tmp_path), **extra}
+        proc = subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    # `make run` on http://127.0.0.1: nothing redirects, cookies work over plain HTTP, no header trusted.
+    assert read({}) == [False, False, False, 0, None, 0]
+    redirect, session_secure, csrf_secure, hsts, proxy_header, _ = read({"CARGOHOLD_HTTPS": "1"})
+    assert redirect and session_secure and csrf_secure and hsts > 0 and proxy_header is None
+    *_, proxy_header, proxies = read({"CARGOHOLD_HTTPS": "1", "TRUSTED_PROXY_COUNT": "1"})
+    assert proxy_header == ["HTTP_X_FORWARDED_PROTO", "https"] and proxies == 1

@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
+from accounts.actors import acting_as, cli_actor_name
 from accounts.roles import ADMIN, ensure_roles
 
 
@@ -12,6 +13,10 @@ class Command(BaseCommand):
     help = "Create the `admin` account when no administrator exists, and print how to log in."
 
     def handle(self, *args, **options):
+        with acting_as(name=cli_actor_name()):  # the audit trail names who ran it
+            self._ensure_admin()
+
+    def _ensure_admin(self):
         ensure_roles()
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
