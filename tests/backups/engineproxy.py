@@ -22,6 +22,11 @@ class EngineProxy:
         self.bytes_per_second: float | None = None  # throttle the engine's answers
         self.break_after: int | None = None  # cut a connection after it carried this many bytes
         self.broken = threading.Event()
+        # The first bytes each connection sent to the engine (requests and their bodies), to
+        # see what Cargohold sends: set `record` before the requests of interest.
+        self.record = False
+        self.record_limit = 256 * 1024
+        self.sent: list[bytearray] = []
         self._stop = threading.Event()
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         if os.path.exists(path):
@@ -69,10 +74,42 @@ class EngineProxy:
             engine.connect(self.upstream)
             with self._lock:
                 self._sockets += [client, engine]
-            self._spawn(self._pump, client, engine, False)
+            recorded = None
+            if self.record:
+                recorded = bytearray()
+                with self._lock:
+                    self.sent.append(recorded)
+            self._spawn(self._pump, client, engine, False, recorded)
             self._spawn(self._pump, engine, client, True)
 
-    def _pump(self, src: socket.socket, dst: socket.socket, from_engine: bool) -> None:
+    def archive_uploads(self) -> list[bytes]:
+        """The (de-chunked) first bytes of every PUT .../archive body the engine received."""
+        with self._lock:
+            raw = [bytes(r) for r in self.sent]
+        bodies = []
+        for data in raw:
+            while b"PUT " in data:
+                data = data[data.index(b"PUT "):]
+                head, _, rest = data.partition(b"\r\n\r\n")
+                if b"/archive" not in head.split(b"\r\n", 1)[0]:
+                    data = rest
+                    continue
+                if b"chunked" in head.lower():
+                    body = bytearray()
+                    while rest:
+                        line, _, rest = rest.partition(b"\r\n")
+                        size = int(line.split(b";")[0] or b"0", 16)
+                        if not size:
+                            break
+                        body += rest[:size]
+                        rest = rest[size + 2:]
+                    bodies.append(bytes(body))
+                else:
+                    bodies.append(rest)
+                break
+        return bodies
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_engine: bool, recorded=None) -> None:
         carried = 0
         try:
             while not self._stop.is_set():
@@ -81,6 +118,8 @@ class EngineProxy:
                     break
                 if from_engine and self.bytes_per_second:
                     time.sleep(len(data) / self.bytes_per_second)
+                if recorded is not None and len(recorded) < self.record_limit:
+                    recorded += data[: self.record_limit - len(recorded)]
                 dst.sendall(data)
                 carried += len(data)
                 if from_engine and self.break_after is not None and carried > self.break_after:

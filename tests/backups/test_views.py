@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import AuditEvent
-from backups import archive
+import tarstream as archive
 from backups.models import Backup
 from backups.storage import get_storage
 from jobs.models import Job

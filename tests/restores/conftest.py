@@ -166,6 +166,15 @@ def run_import(path, volume_name: str, **kwargs):
 def store_crafted_backup(volume_name: str, members, *, compression: str = "zstd"):
     """A backup row + archive in storage built from tar members (for hostile or odd archives):
     recorded with its true checksum, so only the member checks can refuse it."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for info, data in members:
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return store_raw_backup(volume_name, buf.getvalue(), compression=compression)
+
+
+def store_raw_backup(volume_name: str, raw: bytes, *, compression: str = "zstd"):
+    """A backup row + archive in storage from the bytes of a tar stream, with its true checksum."""
     import hashlib
 
     import zstandard
@@ -174,13 +183,9 @@ def store_crafted_backup(volume_name: str, members, *, compression: str = "zstd"
     from backups.models import Backup
     from backups.storage import get_storage
 
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for info, data in members:
-            tf.addfile(info, io.BytesIO(data) if data is not None else None)
-    raw = buf.getvalue()
     packed = zstandard.ZstdCompressor().compress(raw) if compression == "zstd" else __import__("gzip").compress(raw)
-    key = f"{volume_name}/{volume_name}-crafted-{os.getpid()}-{len(raw)}.tar.{'zst' if compression == 'zstd' else 'gz'}"
+    key = (f"{volume_name}/{volume_name}-crafted-{os.getpid()}-{hashlib.sha256(raw).hexdigest()[:12]}"
+           f".tar.{'zst' if compression == 'zstd' else 'gz'}")
     storage = get_storage()
     with storage.open_temp_writer(key) as w:
         w.write(packed)
@@ -218,7 +223,7 @@ def store_zero_backup(volume_name: str, size: int):
     import zstandard
     from django.utils import timezone
 
-    from backups import archive
+    import tarstream as archive
     from backups.models import Backup
     from backups.storage import get_storage
     from volumes.models import Volume

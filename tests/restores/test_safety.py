@@ -7,9 +7,7 @@ import tarfile
 import pytest
 import zstandard
 
-from backups.archive import ArchiveError
-from restores.safety import Layout, TarScanner, UnsafeArchive
-from restores.streams import HashingReader, detect_format, tar_chunks
+from tarstream import ArchiveError, HashingReader, Layout, TarScanner, UnsafeArchive, detect_format, tar_chunks
 
 
 def make_tar(members, *, fmt=tarfile.PAX_FORMAT) -> bytes:

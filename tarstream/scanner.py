@@ -36,25 +36,22 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from backups.archive import BLOCK, ArchiveError, TarStats, _parse_number, member_header
 from project.errors import CargoholdError
+from tarstream.headers import (
+    BLOCK, BLOCKDEV, CHAR, DIRECTORY, FIFO, GNU_LONGLINK, GNU_LONGNAME, GNU_MAGIC, HARDLINK, HEADER_ONLY, META,
+    META_LIMIT, PAX, PAX_GLOBAL, REGULAR, SYMLINK, USTAR_MAGIC, ArchiveError, encode_pax, member_header, meta_block,
+    padded, parse_number, parse_pax, pax_size, with_checksum,
+)
+from tarstream.limits import ExpansionLimit
+from tarstream.walker import TarStats
 
-META_LIMIT = 1 << 20  # a pax header or GNU long name larger than this is refused
 GROUP_LIMIT = 4 << 20  # all the extended headers of one member together
 NAME_LIMIT = 4096  # Linux PATH_MAX
-
-REGULAR = {b"0", b"\0", b"7"}
-HARDLINK, SYMLINK, CHAR, BLOCKDEV, DIRECTORY, FIFO = b"1", b"2", b"3", b"4", b"5", b"6"
-HEADER_ONLY = {HARDLINK, SYMLINK, CHAR, BLOCKDEV, DIRECTORY, FIFO}
 DEVICES = {CHAR, BLOCKDEV}
-PAX, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK = b"x", b"g", b"L", b"K"
-META = {PAX, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK}
 TYPE_NAMES = {
     b"0": "file", b"\0": "file", b"7": "file", HARDLINK: "hardlink", SYMLINK: "symlink",
     CHAR: "character device", BLOCKDEV: "block device", DIRECTORY: "directory", FIFO: "FIFO",
 }
-USTAR_MAGIC = b"ustar\x00"
-GNU_MAGIC = b"ustar  \x00"
 
 
 class UnsafeArchive(CargoholdError):
@@ -95,32 +92,6 @@ class Member:
 class ScanResult:
     stats: TarStats
     layout: Layout
-
-
-def parse_pax(records: bytes) -> dict[bytes, bytes]:
-    """pax extended header records ("<len> <key>=<value>\\n"), strictly: malformed -> error."""
-    out: dict[bytes, bytes] = {}
-    pos = 0
-    while pos < len(records):
-        if records[pos:].strip(b"\0") == b"":  # padding some writers leave
-            break
-        space = records.find(b" ", pos)
-        if space < 0 or space - pos > 20:
-            raise ArchiveError("The archive has a malformed pax header.")
-        try:
-            length = int(records[pos:space])
-        except ValueError:
-            raise ArchiveError("The archive has a malformed pax header.") from None
-        end = pos + length
-        if length <= 0 or end > len(records) or records[end - 1 : end] != b"\n":
-            raise ArchiveError("The archive has a malformed pax header.")
-        key, eq, value = records[space + 1 : end - 1].partition(b"=")
-        if not eq or not key:
-            raise ArchiveError("The archive has a malformed pax header.")
-        out[key] = value
-        pos = end
-    return out
-
 
 def _cstring(raw: bytes) -> bytes:
     """A NUL-terminated header field, as Go's reader cuts it."""
@@ -173,10 +144,15 @@ class TarScanner:
     Memory: one header group (meta records are at most META_LIMIT).
     """
 
-    def __init__(self, *, allow_devices: bool = False, expect: Layout | None = None, rewrite: bool = False):
+    def __init__(self, *, allow_devices: bool = False, expect: Layout | None = None, rewrite: bool = False,
+                 limit: ExpansionLimit | None = None):
         if rewrite and expect is not Layout.DOT:
             raise ValueError("rewriting applies to the ./ layout only")
         self.allow_devices = allow_devices
+        # Checked against what each header announces (its data is not read yet), so a
+        # bomb is refused at its first large member, before it is decompressed.
+        self.limit = limit
+        self._at = 0  # stream offset of the byte being looked at
         self.expect = expect
         self.rewrite = rewrite
         self.stats = TarStats()
@@ -204,7 +180,10 @@ class TarScanner:
     def feed(self, data) -> list:
         view = memoryview(data)
         n = len(view)
+        base = self.stats.tar_bytes
         self.stats.tar_bytes += n
+        if self.limit is not None:
+            self.limit.check(self.stats.tar_bytes)
         pos = 0
         out = self._out
         while pos < n:
@@ -228,6 +207,7 @@ class TarScanner:
             take = min(self._need - len(self._buf), n - pos)
             self._buf += view[pos : pos + take]
             pos += take
+            self._at = base + pos
             if len(self._buf) < self._need:
                 break
             if self._state == "header":
@@ -309,13 +289,8 @@ class TarScanner:
             name = group.long_name
         if group.long_link is not None:
             linkname = group.long_link
-        if b"size" in pax:
-            try:
-                size = int(pax[b"size"])
-            except ValueError:
-                raise ArchiveError("The archive has a malformed pax size record.") from None
-            if size < 0:
-                raise ArchiveError("The archive has a negative member size.")
+        if (declared := pax_size(pax)) is not None:
+            size = declared
         if b"\0" in name or b"\0" in linkname:
             raise UnsafeArchive(f"Refused: the member {show(name)!r} has a NUL byte in its name.")
         if not name:
@@ -331,7 +306,7 @@ class TarScanner:
             )
         member = Member(
             name=name, linkname=linkname, type=kind, size=size,
-            mode=_parse_number(header[100:108]), uid=_parse_number(header[108:116]), gid=_parse_number(header[116:124]),
+            mode=parse_number(header[100:108]), uid=parse_number(header[108:116]), gid=parse_number(header[116:124]),
         )
         self.check(member)
         self._count(member)
@@ -341,6 +316,8 @@ class TarScanner:
         self._buf.clear()
         data = 0 if kind in HEADER_ONLY else size
         self._skip = -(-data // BLOCK) * BLOCK
+        if self.limit is not None:
+            self.limit.check(self._at + self._skip)
         if self._skip:
             self._state = "data"
         else:
@@ -490,16 +467,16 @@ class TarScanner:
         pax = {k: v for k, v in group.pax.items() if k not in (b"path", b"linkpath")}
         for kind, meta_header, payload in group.blocks:
             if kind == PAX_GLOBAL:
-                pieces.append(meta_header + _padded(payload))
+                pieces.append(meta_header + padded(payload))
         if pax:
             template = next(h for k, h, _ in group.blocks if k == PAX)
-            pieces.append(_meta_block(template, PAX, encode_pax(pax)))
+            pieces.append(meta_block(template, PAX, encode_pax(pax)))
         out = bytearray(header)
         fmt = _header_names(header)[2]
         if len(name) > 100:
-            pieces.append(_meta_block(None, GNU_LONGNAME, name + b"\0"))
+            pieces.append(meta_block(None, GNU_LONGNAME, name + b"\0"))
         if member.type in (HARDLINK, SYMLINK) and len(link) > 100:
-            pieces.append(_meta_block(None, GNU_LONGLINK, link + b"\0"))
+            pieces.append(meta_block(None, GNU_LONGLINK, link + b"\0"))
         out[0:100] = name[:100].ljust(100, b"\0")
         if member.type in (HARDLINK, SYMLINK):
             out[157:257] = link[:100].ljust(100, b"\0")
@@ -507,43 +484,5 @@ class TarScanner:
             out[345:500] = bytes(155)
         elif fmt == "star":
             out[345:476] = bytes(131)
-        pieces.append(_with_checksum(out))
+        pieces.append(with_checksum(out))
         return pieces
-
-
-def encode_pax(records: dict[bytes, bytes]) -> bytes:
-    out = bytearray()
-    for key, value in records.items():
-        body = b" " + key + b"=" + value + b"\n"
-        length = len(body) + 1
-        while len(str(length).encode()) + len(body) != length:
-            length += 1
-        out += str(length).encode() + body
-    return bytes(out)
-
-
-def _padded(payload: bytes) -> bytes:
-    return payload + bytes(-len(payload) % BLOCK)
-
-
-def _with_checksum(header: bytearray) -> bytes:
-    header[148:156] = b" " * 8
-    header[148:156] = b"%06o\0 " % sum(header)
-    return bytes(header)
-
-
-def _meta_block(template: bytes | None, kind: bytes, payload: bytes) -> bytes:
-    """A meta header (pax or GNU long name) followed by its padded payload."""
-    if template is not None:
-        header = bytearray(template)
-    else:
-        header = bytearray(BLOCK)
-        header[0:13] = b"././@LongLink"
-        header[100:108] = b"0000644\0"
-        header[108:116] = b"0000000\0"
-        header[116:124] = b"0000000\0"
-        header[136:148] = b"00000000000\0"
-        header[257:265] = GNU_MAGIC
-    header[156:157] = kind
-    header[124:136] = b"%011o\0" % len(payload)
-    return _with_checksum(header) + _padded(payload)

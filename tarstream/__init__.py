@@ -1,0 +1,35 @@
+"""Tar streams, compressed or not: reading, checking, hashing and writing them.
+
+The one place that knows the tar format. Backups stream and verify through it (`pack`,
+`verify_stream`: the counting walker), restores check and write through it and imports
+check and store through it (`TarScanner`: the checking scanner, `tar_chunks`,
+`HashingReader`); the engine adapter sends `LEAD_HEADER` first. Pure: no Django, no
+engine, no file system.
+
+- headers: header blocks, checksums, pax records, the headers Cargohold writes;
+- walker: `TarWalker` counts a trusted stream at almost no cost per byte;
+- scanner: `TarScanner` reads an untrusted stream as the engine will and refuses what is unsafe;
+- compression: compressors, format detection, bounded decompression;
+- hashing: SHA-256 while reading or writing;
+- limits: how far an untrusted archive may expand;
+- pipeline: `pack` and `verify_stream`.
+"""
+
+from tarstream.compression import (
+    CHUNK_SIZE, COMPRESSIONS, EXTENSIONS, FORMAT_NAMES, FORMATS, GZIP_LEVEL, MEDIA_TYPES, ZSTD_LEVEL, compressor,
+    detect_compression, detect_format, iter_decompressed, tar_chunks,
+)
+from tarstream.hashing import ChunkFile, HashingReader, HashingWriter
+from tarstream.headers import BLOCK, LEAD_HEADER, ArchiveError, member_header
+from tarstream.limits import ArchiveTooLarge, ExpansionLimit, size_text, untrusted_limit
+from tarstream.pipeline import PackResult, VerifyResult, pack, verify_stream
+from tarstream.scanner import Layout, Member, ScanResult, TarScanner, UnsafeArchive
+from tarstream.walker import TarStats, TarWalker
+
+__all__ = [
+    "BLOCK", "CHUNK_SIZE", "COMPRESSIONS", "EXTENSIONS", "FORMATS", "FORMAT_NAMES", "GZIP_LEVEL", "LEAD_HEADER",
+    "MEDIA_TYPES", "ZSTD_LEVEL", "ArchiveError", "ArchiveTooLarge", "ChunkFile", "ExpansionLimit", "HashingReader",
+    "HashingWriter", "Layout", "Member", "PackResult", "ScanResult", "TarScanner", "TarStats", "TarWalker",
+    "UnsafeArchive", "VerifyResult", "compressor", "detect_compression", "detect_format", "iter_decompressed",
+    "member_header", "pack", "size_text", "tar_chunks", "untrusted_limit", "verify_stream",
+]
