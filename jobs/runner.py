@@ -18,12 +18,23 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from jobs.models import Job
-from jobs.services import LockHeld, lock_acquire, lock_refresh, lock_release
+from jobs.services import LockHeld, job_fail_if_owner_gone, lock_acquire, lock_refresh, lock_release
 from project.errors import CargoholdError, Refused
+from project.redact import scrubbed_text
 
 logger = logging.getLogger(__name__)
 
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+def worker_id() -> str:
+    """`host:pid` of the process calling it. Computed per call: under Celery's prefork
+    pool modules are imported in the main process before it forks, so an import-time
+    value would name the parent, not the pool child that runs the job (and that the
+    orphan check must find gone when the child is killed)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# The importing process, as a label for lock owners outside jobs; job rows use worker_id().
+WORKER_ID = worker_id()
 
 
 class JobCancelled(Exception):
@@ -40,6 +51,7 @@ class JobContext:
         self._cancel = threading.Event()
         self._locks: list[tuple[str, timedelta]] = []
         self._lock_mutex = threading.Lock()
+        self.lock_owner = f"job {job.pk} ({job.kind}) on {job.worker or worker_id()}"
 
     # progress -----------------------------------------------------------------
     def set_total(self, total: int | None) -> None:
@@ -90,7 +102,7 @@ class JobContext:
             yield
             return
         ttl = timedelta(seconds=ttl_seconds or settings.LOCK_TTL_SECONDS)
-        owner = f"job {self.job.pk} ({self.job.kind}) on {WORKER_ID}"
+        owner = self.lock_owner
         deadline = timezone.now() + timedelta(seconds=wait_seconds)
         while True:
             try:
@@ -115,11 +127,10 @@ class JobContext:
             lock_release(resource=resource, owner=owner)
 
     def _refresh_locks(self) -> None:
-        owner = f"job {self.job.pk} ({self.job.kind}) on {WORKER_ID}"
         with self._lock_mutex:
             held = list(self._locks)
         for resource, ttl in held:
-            lock_refresh(resource=resource, owner=owner, ttl=ttl)
+            lock_refresh(resource=resource, owner=self.lock_owner, ttl=ttl)
 
 
 class _Heartbeat(threading.Thread):
@@ -153,9 +164,18 @@ class _Heartbeat(threading.Thread):
 
 
 def _claim(job_id: int) -> Job | None:
+    """Move the queued job to running, owned by this process; None if it is not ours to run.
+
+    A message can arrive for a job that already runs: Redis hands an unacknowledged
+    message out again after the visibility timeout (a long job), or someone re-sent it.
+    The row, not the message, decides: a job whose owner is proven gone (its process on
+    this host is gone, or its heartbeat stale beyond JOB_STALE_SECONDS) is failed, so the
+    recovery steps repair after it; a job under a live owner is left alone and this
+    delivery ends quietly. It never runs a job twice.
+    """
     now = timezone.now()
     claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.RUNNING, started_at=now, heartbeat_at=now, worker=WORKER_ID
+        status=Job.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker_id()
     )
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
@@ -164,12 +184,10 @@ def _claim(job_id: int) -> Job | None:
     if claimed:
         return job
     if job.status == Job.Status.RUNNING:
-        # The message came back after the worker that had it died (acks_late).
-        Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
-            status=Job.Status.FAILED,
-            finished_at=now,
-            error="The worker running this job stopped (killed or lost) before it finished.",
-        )
+        stale_after = timedelta(seconds=settings.JOB_STALE_SECONDS)
+        if not job_fail_if_owner_gone(job=job, stale_after=stale_after):
+            logger.info("job %s already runs on %s; this delivery of its message leaves it alone",
+                        job.pk, job.worker)
     return None
 
 
@@ -199,7 +217,7 @@ def run_job(job_id: int, handler: Callable[[JobContext], dict | None]) -> str | 
         beat.join(timeout=10)
     Job.objects.filter(pk=job.pk).update(
         status=status,
-        error=error,
+        error=scrubbed_text(error),  # an engine's or a library's words may repeat a password
         result=ctx.result,
         finished_at=timezone.now(),
         heartbeat_at=timezone.now(),

@@ -61,6 +61,9 @@ def job_request_cancel(*, job: Job) -> Job:
     return job
 
 
+OWNER_GONE_ERROR = "The worker running this job stopped (killed or lost) before it finished."
+
+
 def jobs_fail_stale(*, older_than: timedelta) -> list[int]:
     """Fail running jobs whose worker stopped sending heartbeats (killed, machine lost)."""
     cutoff = timezone.now() - older_than
@@ -71,7 +74,7 @@ def jobs_fail_stale(*, older_than: timedelta) -> list[int]:
         Job.objects.filter(pk=pk, status=Job.Status.RUNNING, heartbeat_at__lt=cutoff).update(
             status=Job.Status.FAILED,
             finished_at=timezone.now(),
-            error="The worker running this job stopped (killed or lost) before it finished.",
+            error=OWNER_GONE_ERROR,
         )
         logger.warning("job %s failed: its worker stopped sending heartbeats", pk)
     return stale
@@ -90,26 +93,74 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _pid_dying(pid)
+
+
+def _pid_dying(pid: int) -> bool:
+    """A process that was SIGKILLed may linger: a zombie until its new parent reaps it,
+    or blocked in the kernel (writing to the engine) with the kill still pending. It
+    runs no more code either way. Linux only (/proc); elsewhere: False."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return False
+    if fields.get("State", "").strip()[:1] in ("Z", "X"):
+        return True
+    sigkill = 1 << (9 - 1)
+    try:
+        return any(int(fields.get(key, "0").strip(), 16) & sigkill for key in ("SigPnd", "ShdPnd"))
+    except ValueError:
+        return False
+
+
+def worker_process_gone(worker: str) -> bool:
+    """True when `worker` ("host:pid", as the runner records it) names a process on this
+    host that no longer exists. False when it lives or cannot be checked from here
+    (another host): then only its heartbeat can tell."""
+    worker_host, _, pid = worker.rpartition(":")
+    return worker_host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
+
+
+def job_owner_gone(*, job: Job, stale_after: timedelta) -> bool:
+    """Is the owner of the running `job` proven gone? Its process on this host no longer
+    exists, or its heartbeat is older than `stale_after`. Anything else counts as alive:
+    recovery must never act on a job that may still be streaming."""
+    if worker_process_gone(job.worker):
+        return True
+    return job.heartbeat_at is None or job.heartbeat_at < timezone.now() - stale_after
+
+
+def job_fail_if_owner_gone(*, job: Job, stale_after: timedelta) -> bool:
+    """Fail the running `job` if its owner is proven gone (job_owner_gone); True if failed."""
+    if not job_owner_gone(job=job, stale_after=stale_after):
+        return False
+    # Conditional on the row we judged: a heartbeat written meanwhile proves the owner alive.
+    failed = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, heartbeat_at=job.heartbeat_at,
+                                worker=job.worker).update(
+        status=Job.Status.FAILED, finished_at=timezone.now(), error=OWNER_GONE_ERROR
+    )
+    if failed:
+        logger.warning("job %s failed: its worker %s is gone", job.pk, job.worker)
+    return bool(failed)
 
 
 def jobs_fail_orphaned() -> list[int]:
     """Fail running jobs whose worker process on this host no longer exists.
 
     Precise where heartbeats are slow to tell: a worker restarted after a crash fails its
-    predecessor's jobs at once instead of after JOB_STALE_SECONDS.
+    predecessor's jobs at once, and a worker whose pool child was killed fails that
+    child's job at once (jobs.signals), instead of after JOB_STALE_SECONDS.
     """
-    host = socket.gethostname()
-    orphaned = []
-    for pk, worker in Job.objects.filter(status=Job.Status.RUNNING).values_list("pk", "worker"):
-        worker_host, _, pid = worker.rpartition(":")
-        if worker_host == host and pid.isdigit() and not _pid_alive(int(pid)):
-            orphaned.append(pk)
+    orphaned = [
+        pk for pk, worker in Job.objects.filter(status=Job.Status.RUNNING).values_list("pk", "worker")
+        if worker_process_gone(worker)
+    ]
     if orphaned:
         Job.objects.filter(pk__in=orphaned, status=Job.Status.RUNNING).update(
             status=Job.Status.FAILED,
             finished_at=timezone.now(),
-            error="The worker running this job stopped (killed or lost) before it finished.",
+            error=OWNER_GONE_ERROR,
         )
         logger.warning("jobs %s failed: their worker process is gone", orphaned)
     return orphaned
