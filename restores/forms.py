@@ -21,11 +21,18 @@ class RestoreNewForm(forms.Form):
     allow_devices = forms.BooleanField(required=False, label="Allow device nodes", help_text=ALLOW_DEVICES_HELP)
 
     def __init__(self, *args, manifest: dict, **kwargs):
+        """`manifest`: services.restore_defaults (what the restore starts from, and whether
+        this user may choose a driver, options and device nodes)."""
         super().__init__(*args, **kwargs)
-        drivers = known_drivers()
-        if manifest["driver"] not in drivers:
-            drivers.append(manifest["driver"])  # the engine may lack it: refused with its message later
-        self.fields["driver"].choices = [(d, d) for d in drivers]
+        self.may_choose = manifest["may_choose"]
+        if self.may_choose:
+            drivers = known_drivers()
+            if manifest["driver"] not in drivers:
+                drivers.append(manifest["driver"])  # the engine may lack it: refused with its message later
+            self.fields["driver"].choices = [(d, d) for d in drivers]
+        else:
+            # Not shown; whatever is posted goes to the service, which refuses anything but plain local.
+            self.fields["driver"] = forms.CharField(required=False, max_length=255)
         self.redacted = manifest["redacted"]
         if self.is_bound:
             self.option_rows = _rows(self.data, "opt")
@@ -54,10 +61,17 @@ class RestoreNewForm(forms.Form):
 class RestoreInPlaceForm(forms.Form):
     confirm_name = forms.CharField(max_length=255, label="Type the volume's name to confirm", strip=False)
     allow_devices = forms.BooleanField(required=False, label="Allow device nodes", help_text=ALLOW_DEVICES_HELP)
+    # Asked for imported backups; the service refuses without it.
+    confirm_imported = forms.BooleanField(
+        required=False, label="I confirm this archive was not made from this volume by Cargohold, and I want it "
+                              "to replace the volume's content",
+    )
 
-    def __init__(self, *args, volume_name: str, **kwargs):
+    def __init__(self, *args, volume_name: str, may_choose: bool = True, imported: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.volume_name = volume_name
+        self.may_choose = may_choose
+        self.imported = imported
 
     def clean_confirm_name(self):
         typed = self.cleaned_data["confirm_name"]
@@ -71,6 +85,12 @@ class ImportForm(forms.Form):
         max_length=255, required=False, label="Volume name to record",
         help_text="The name the backup is listed under (and suggested for the restore). "
                   "Empty: taken from the file's name.",
+    )
+
+    max_expanded_gib = forms.IntegerField(
+        required=False, min_value=1, label="Allow expanding to (GiB, Admins)",
+        help_text="Raises the decompression-bomb limit for this import only (IMPORT_MAX_EXPANSION_RATIO and "
+                  "IMPORT_MAX_EXPANDED_BYTES). Empty: the usual limits.",
     )
 
     def clean_volume_name(self):

@@ -39,16 +39,17 @@ def _get_restore_for_user(request, restore_id: int, perm: str = roles.VIEW_INVEN
 
 @require_http_methods(["GET", "POST"])
 def restore_new(request, backup_id: int):
-    """Restore a backup into a new volume: the form (settings from the manifest) and start."""
+    """Restore a backup into a new volume: the form (settings from the manifest, driver and
+    options only for those who may create volumes) and start."""
     backup = _get_backup_for_user(request, backup_id, roles.RESTORE_NEW)
-    manifest = services.manifest_volume(backup)
+    manifest = services.restore_defaults(backup=backup, user=request.user)
     form = RestoreNewForm(request.POST or None, manifest=manifest,
                           initial={"name": services.suggested_name(backup), "driver": manifest["driver"]})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
             restore = services.restore_new_start(
-                backup=backup, volume_name=data["name"], driver=data["driver"], options=data["options"],
+                backup=backup, volume_name=data["name"], driver=data["driver"] or None, options=data["options"],
                 labels=data["labels"], allow_devices=data["allow_devices"], user=request.user,
             )
         except CargoholdError as exc:
@@ -63,12 +64,15 @@ def restore_new(request, backup_id: int):
 def restore_in_place(request, backup_id: int):
     """Restore a backup over its own volume (Admins), confirmed by typing the volume's name."""
     backup = _get_backup_for_user(request, backup_id, roles.RESTORE_IN_PLACE)
-    form = RestoreInPlaceForm(request.POST or None, volume_name=backup.volume_name)
+    form = RestoreInPlaceForm(request.POST or None, volume_name=backup.volume_name,
+                              may_choose=services.may_choose_volume_settings(request.user),
+                              imported=backup.origin == Backup.Origin.IMPORTED)
     if request.method == "POST" and form.is_valid():
         try:
             restore = services.restore_in_place_start(
                 backup=backup, confirm_name=form.cleaned_data["confirm_name"],
-                allow_devices=form.cleaned_data["allow_devices"], user=request.user,
+                allow_devices=form.cleaned_data["allow_devices"],
+                confirm_imported=form.cleaned_data["confirm_imported"], user=request.user,
             )
         except CargoholdError as exc:
             form.add_error(None, str(exc))
@@ -179,8 +183,9 @@ def _backup_import_post(request, handler):
         archive.staged_path.rename(staged)
         archive.staged_path = staged
         try:
+            gib = form.cleaned_data.get("max_expanded_gib")
             backup = services.import_start(source=staged, volume_name=name, original_name=archive.name,
-                                           user=request.user)
+                                           user=request.user, max_expanded_bytes=gib * 1024**3 if gib else None)
         except CargoholdError as exc:
             return _import_page(request, form, status=400, error=str(exc))
         uploads.remove(archive)  # the worker imports it, then deletes it

@@ -81,7 +81,7 @@ def test_a_worker_killed_mid_restore_in_place_is_put_back_at_the_next_worker_sta
     mirror_sync()
     backup = store_zero_backup(volume, ZEROS)
     worker = worker_factory(concurrency=1, name="doomed", queue=queue)
-    restore = services.restore_in_place_start(backup=backup, confirm_name=volume, queue=queue)
+    restore = services.restore_in_place_start(backup=backup, confirm_name=volume, confirm_imported=True, queue=queue)
     _kill_mid_write(worker, restore)
     assert dockercli.container_state(running) == "exited" and restore.emptied_at and restore.rollback_pending
 

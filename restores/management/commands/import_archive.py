@@ -23,8 +23,10 @@ class Command(BaseCommand):
         parser.add_argument("path")
         parser.add_argument("--volume-name", help="the volume name to record (default: from the file's name)")
         parser.add_argument("--user", help="the Cargohold account to act as (recorded in the audit trail)")
+        parser.add_argument("--max-expanded-gib", type=int, default=None,
+                            help="raise the decompression-bomb limit for this import (GiB; an Admin's power)")
 
-    def handle(self, *args, path, volume_name, user, **options):
+    def handle(self, *args, path, volume_name, user, max_expanded_gib=None, **options):
         source = Path(path)
         if not source.is_file():
             raise CommandError(f"{path}: no such file.")
@@ -32,7 +34,8 @@ class Command(BaseCommand):
         name = volume_name or services.import_volume_name(source.name)
         try:
             backup = services.import_start(source=source, volume_name=name, original_name=source.name, user=user,
-                                           trigger="cli", requested_by=requested_by, staged=False)
+                                           trigger="cli", requested_by=requested_by, staged=False,
+                                           max_expanded_bytes=max_expanded_gib * 1024**3 if max_expanded_gib else None)
         except CargoholdError as exc:
             raise CommandError(str(exc)) from None
         run_job(backup.job_id, services.import_run)

@@ -32,12 +32,18 @@ class Command(BaseCommand):
         target = parser.add_mutually_exclusive_group(required=True)
         target.add_argument("--to", metavar="NEW_NAME", help="restore into a new volume with this name")
         target.add_argument("--in-place", action="store_true", help="replace the content of the backup's volume")
-        parser.add_argument("--driver", help="new volume: driver (default: the manifest's)")
+        parser.add_argument("--driver", help="new volume: driver (default: the manifest's, or local; choosing one "
+                                             "needs the permission to create volumes)")
         parser.add_argument("--opt", action="append", metavar="KEY=VALUE",
-                            help="new volume: driver options instead of the manifest's (repeat)")
+                            help="new volume: driver options instead of the manifest's (repeat; needs the "
+                                 "permission to create volumes)")
         parser.add_argument("--label", action="append", metavar="KEY=VALUE",
                             help="new volume: labels instead of the manifest's (repeat)")
-        parser.add_argument("--allow-devices", action="store_true", help="restore device nodes too")
+        parser.add_argument("--allow-devices", action="store_true",
+                            help="restore device nodes too (needs the permission to create volumes)")
+        parser.add_argument("--confirm-imported", action="store_true",
+                            help="in place, from an imported backup: confirm that this archive was not made from "
+                                 "this volume by Cargohold and is to replace its content")
         parser.add_argument("--user", help="the Cargohold account to act as (recorded in the audit trail)")
         parser.add_argument("--wait", action="store_true", help="wait for the end; exit 0 only on success")
         parser.add_argument("--timeout", type=float, default=0, help="with --wait: give up after this many seconds")
@@ -50,8 +56,8 @@ class Command(BaseCommand):
             if o["in_place"]:
                 user, requested_by = acting_user(o["user"], roles.RESTORE_IN_PLACE, "restore in place (Admins only)")
                 restore = services.restore_in_place_start(
-                    backup=backup, confirm_name=backup.volume_name, allow_devices=o["allow_devices"], user=user,
-                    trigger="cli", requested_by=requested_by,
+                    backup=backup, confirm_name=backup.volume_name, allow_devices=o["allow_devices"],
+                    confirm_imported=o["confirm_imported"], user=user, trigger="cli", requested_by=requested_by,
                 )
             else:
                 user, requested_by = acting_user(o["user"], roles.RESTORE_NEW, "restore into a new volume")
