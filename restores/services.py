@@ -8,7 +8,7 @@ engine.
 
 Every restore checks the whole archive before it touches anything: one streamed read
 verifies the SHA-256 against the record and the manifest and validates every member
-(restores.safety). Only then is a volume created (new) or are containers stopped, a
+(tarstream.TarScanner). Only then is a volume created (new) or are containers stopped, a
 safety backup taken and the volume emptied (in place). The write streams storage ->
 bounded decompression -> member checks again -> the engine's archive endpoint on a
 never-started helper container, uncompressed; the last piece (with the tar's end
@@ -27,10 +27,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import roles
 from accounts.services import actor_name, audit_record
-from backups import archive
 from backups import services as backup_services
-from backups.archive import ArchiveError
 from backups.models import Backup
 from backups.services import backup_lock, lock_wait_seconds, volume_lock
 from backups.storage import StorageError, get_storage, manifest_key
@@ -39,9 +38,13 @@ from project.db import save_fields as _mark
 from jobs.runner import WORKER_ID, JobCancelled, JobContext
 from jobs.services import LockHeld, job_create, job_outcome_adopt, lock_acquire, lock_release
 from project.errors import CargoholdError, Refused
+from project.redact import REDACTED, scrubbed, scrubbed_text
 from restores.models import Restore
-from restores.safety import Layout, ScanResult, TarScanner, UnsafeArchive
-from restores.streams import HashingReader, detect_format, tar_chunks
+import tarstream
+from tarstream import (
+    ArchiveError, ArchiveTooLarge, ExpansionLimit, HashingReader, Layout, ScanResult, TarScanner, UnsafeArchive,
+    detect_format, size_text, tar_chunks, untrusted_limit,
+)
 from volumes import engine
 from volumes.forms import validate_volume_name
 from volumes.models import Volume
@@ -53,7 +56,7 @@ KIND_RESTORE_IN_PLACE = "restore_in_place"
 KIND_IMPORT = "backup_import"
 KIND_ROLLBACK = "restore_rollback"
 KIND_REMOVE_PARTIAL = "restore_remove_partial"
-REDACTED = "***"
+ONLY_ADMINS = "Only an Admin (the permission to create volumes)"
 # Empties the volume's root but keeps the root itself (its owner and mode come back from
 # the archive's `data/` member); fails loudly if anything is left.
 EMPTY_COMMAND = ["sh", "-c", 'find /data -mindepth 1 -maxdepth 1 -exec rm -rf {} + && test -z "$(ls -A /data)"']
@@ -74,7 +77,8 @@ def backup_label(backup: Backup) -> str:
 
 
 def manifest_volume(backup: Backup) -> dict:
-    """The volume settings a restore into a new volume starts from (the manifest's)."""
+    """The volume settings the backup's manifest records (for an import: what the
+    archive's manifest claims, untrusted). A restore starts from `restore_defaults`."""
     vol = (backup.manifest or {}).get("volume") or {}
     options = vol.get("options") if isinstance(vol.get("options"), dict) else {}
     labels = vol.get("labels") if isinstance(vol.get("labels"), dict) else {}
@@ -85,6 +89,54 @@ def manifest_volume(backup: Backup) -> dict:
         "labels": {str(k): str(v) for k, v in labels.items()},
         "redacted": [str(k) for k in redacted],
     }
+
+
+def may_choose_volume_settings(user) -> bool:
+    """Driver options (bind mounts, NFS, CIFS, tmpfs...), a driver other than `local`, and
+    device nodes reach outside a volume, into the host: the same permission as creating a
+    volume. No user: the host's own CLI (whoever runs manage.py already holds the host)."""
+    return user is None or user.has_perm(roles.MANAGE_VOLUMES)
+
+
+def restore_defaults(*, backup: Backup, user) -> dict:
+    """What a restore into a new volume starts from: the manifest's labels, and its driver
+    and options only where they may be kept: the user may choose them, and the manifest is
+    Cargohold's own (an imported archive's manifest is untrusted: an Admin types them).
+    `recorded` is the manifest's own settings, to say what was left out."""
+    recorded = manifest_volume(backup)
+    trusted = backup.origin != Backup.Origin.IMPORTED
+    keep = trusted and may_choose_volume_settings(user)
+    return {
+        **recorded,
+        "driver": recorded["driver"] if keep else "local",
+        "options": recorded["options"] if keep else {},
+        "redacted": recorded["redacted"] if keep else [],
+        "recorded": recorded,
+        "left_out": not keep and (recorded["driver"] != "local" or bool(recorded["options"])),
+        "may_choose": may_choose_volume_settings(user),
+        "imported": not trusted,
+    }
+
+
+def _require_role(user, perm: str, what: str) -> str | None:
+    """Why `user` may not do this (the views and the CLI check too; this covers any caller)."""
+    if user is not None and not user.has_perm(perm):
+        return f"Your role does not allow {what}."
+    return None
+
+
+def _volume_settings_refusal(*, driver: str | None, options: dict | None, allow_devices: bool, user) -> str | None:
+    """Why the settings asked for reach further than `user` may, or None."""
+    if may_choose_volume_settings(user):
+        return None
+    if allow_devices:
+        return (f"{ONLY_ADMINS} may allow device nodes (a device node gives access to the host's hardware): "
+                "nothing was restored.")
+    if (driver or "local").strip() != "local" or options:
+        return (f"{ONLY_ADMINS} may choose a volume driver or driver options (bind mounts, NFS, CIFS, tmpfs... "
+                "reach outside the volume): nothing was restored. Leave them out to restore into a plain local "
+                "volume.")
+    return None
 
 
 def suggested_name(backup: Backup) -> str:
@@ -109,7 +161,8 @@ def _check_restorable(backup: Backup) -> None:
 
 
 def _create_restore(*, backup: Backup, mode: str, volume_name: str, kind: str, task_params: dict, user,
-                    trigger: str, requested_by: str, queue: str | None, **fields) -> Restore:
+                    trigger: str, requested_by: str, queue: str | None, audit_extra: dict | None = None,
+                    **fields) -> Restore:
     from restores import tasks
 
     with transaction.atomic():
@@ -129,7 +182,7 @@ def _create_restore(*, backup: Backup, mode: str, volume_name: str, kind: str, t
                     "source_volume": backup.volume_name, "trigger": trigger,
                     **({"driver": restore.driver, "options": restore.options, "labels": restore.labels}
                        if mode == Restore.Mode.NEW else {}),
-                    "allow_devices": restore.allow_devices},
+                    "allow_devices": restore.allow_devices, "origin": backup.origin, **(audit_extra or {})},
         )
     return restore
 
@@ -141,17 +194,25 @@ def restore_new_start(
 ) -> Restore:
     """Queue a restore of `backup` into a new volume `volume_name`.
 
-    Driver, options and labels default to the manifest's (the form shows them for
-    editing). Refused, audited and nothing queued when the name is invalid or taken (in
-    the mirror, or by another queued restore), the backup cannot be restored, or a driver
-    option still holds the manifest's redaction mark. The worker checks the engine again.
+    Driver, options and labels default to `restore_defaults` (the form shows them for
+    editing): the manifest's, except that a user who may not create volumes gets the plain
+    `local` driver without options, and an import's manifest never supplies driver or
+    options. Choosing a driver, options or device nodes without that permission is
+    refused. Refused, audited and nothing queued also when the name is invalid or taken
+    (in the mirror, or by another queued restore), the backup cannot be restored, or a
+    driver option still holds the manifest's redaction mark. The worker checks the engine
+    again.
     """
-    defaults = manifest_volume(backup)
+    refusal = {"action": "restore_start", "user": user, "requested_by": requested_by, "object_name": volume_name,
+               "params": {"backup": backup.pk, "mode": "new", "trigger": trigger}}
+    if problem := (_require_role(user, roles.RESTORE_NEW, "restoring into a new volume")
+                   or _volume_settings_refusal(driver=driver, options=options, allow_devices=allow_devices,
+                                               user=user)):
+        _refuse(problem, **refusal)
+    defaults = restore_defaults(backup=backup, user=user)
     driver = (driver if driver is not None else defaults["driver"]).strip() or "local"
     options = dict(defaults["options"] if options is None else options)
     labels = dict(defaults["labels"] if labels is None else labels)
-    refusal = {"action": "restore_start", "user": user, "requested_by": requested_by, "object_name": volume_name,
-               "params": {"backup": backup.pk, "mode": "new", "trigger": trigger}}
     try:
         _check_restorable(backup)
     except Refused as exc:
@@ -177,24 +238,37 @@ def restore_new_start(
 
 
 def restore_in_place_start(
-    *, backup: Backup, confirm_name: str, allow_devices: bool = False, user=None, trigger: str = "user",
-    requested_by: str = "", queue: str | None = None,
+    *, backup: Backup, confirm_name: str, allow_devices: bool = False, confirm_imported: bool = False, user=None,
+    trigger: str = "user", requested_by: str = "", queue: str | None = None,
 ) -> Restore:
     """Queue a restore of `backup` over the content of its own volume (Admins).
 
-    `confirm_name` must be the volume's name, typed. The worker stops the containers that
-    use the volume, takes a safety backup, empties the volume, writes the archive, and
-    starts the containers again; if the write fails it puts the safety backup back.
+    `confirm_name` must be the volume's name, typed. An imported backup was not made from
+    this volume by Cargohold, whatever name it is recorded under: it also needs
+    `confirm_imported`. Device nodes need the permission to create volumes. The worker
+    stops the containers that use the volume, takes a safety backup, empties the volume,
+    writes the archive, and starts the containers again; if the write fails it puts the
+    safety backup back.
     """
     name = backup.volume_name
     refusal = {"action": "restore_start", "user": user, "requested_by": requested_by, "object_name": name,
                "params": {"backup": backup.pk, "mode": "in_place", "trigger": trigger}}
+    if problem := (_require_role(user, roles.RESTORE_IN_PLACE, "restoring in place")
+                   or _volume_settings_refusal(driver=None, options=None, allow_devices=allow_devices, user=user)):
+        _refuse(problem, **refusal)
     try:
         _check_restorable(backup)
     except Refused as exc:
         _refuse(str(exc), **refusal)
     if confirm_name != name:
         _refuse("The name you typed does not match the volume's name; nothing was restored.", **refusal)
+    if backup.origin == Backup.Origin.IMPORTED and not confirm_imported:
+        _refuse(
+            f"Backup #{backup.pk} was imported (an archive uploaded or found in storage), not made from this volume "
+            f"by Cargohold, though it is recorded under the name {name}. Confirm that you mean to replace the "
+            "volume's content with it (on the page: the checkbox; on the command line: --confirm-imported); "
+            "nothing was restored.", **refusal,
+        )
     if not Volume.objects.present().filter(name=name).exists():
         _refuse(f"The volume {name} is not on the engine (any more): restore into a new volume instead.", **refusal)
     if Restore.objects.filter(volume_name=name, status__in=Restore.ACTIVE).exists():
@@ -208,6 +282,7 @@ def restore_in_place_start(
     return _create_restore(
         backup=backup, mode=Restore.Mode.IN_PLACE, volume_name=name, kind=KIND_RESTORE_IN_PLACE, task_params={},
         user=user, trigger=trigger, requested_by=requested_by, queue=queue, allow_devices=allow_devices,
+        audit_extra={"confirm_imported": bool(confirm_imported)} if backup.origin == Backup.Origin.IMPORTED else {},
     )
 
 
@@ -231,15 +306,44 @@ def _recorded_checksums(backup: Backup, storage) -> str:
     return recorded
 
 
+def _recorded_expansion(backup: Backup) -> ExpansionLimit:
+    """How far a stored archive may expand: the tar size recorded when Cargohold made or
+    imported it; without a record (an archive found in storage) the import limits apply."""
+    if backup.bytes_read:
+        return ExpansionLimit(backup.bytes_read, f"the size recorded for backup #{backup.pk}")
+    return import_expansion_limit(backup.size_bytes or 0)
+
+
+def import_expansion_limit(compressed_bytes: int, *, override: int | None = None) -> ExpansionLimit:
+    """The import limits of the settings (ratio, floor, cap), or an Admin's for one import."""
+    return untrusted_limit(compressed_bytes, ratio=settings.IMPORT_MAX_EXPANSION_RATIO,
+                           cap=settings.IMPORT_MAX_EXPANDED_BYTES, floor=settings.IMPORT_EXPANSION_FREE_BYTES,
+                           override=override)
+
+
+def _check_free_space(restore: Restore, *, needed: int | None, job_id: int) -> None:
+    """Refuse a write that cannot fit: the free space of the volume's file system, as a
+    helper container sees it on the mount (the engine reports none), against the file
+    data the check pass counted. Unknown free space (df failed) lets the write go on."""
+    if not needed:
+        return
+    free = engine.volume_free_bytes(restore.volume_name, job_id=job_id)
+    if free is not None and free < needed:
+        raise Refused(
+            f"The archive holds {size_text(needed)} of file data, but the file system of volume "
+            f"{restore.volume_name} has {size_text(free)} free; nothing was written."
+        )
+
+
 def check_archive(*, key: str, compression: str, sha256: str, allow_devices: bool, file_count: int | None = None,
-                  storage=None, on_bytes=None) -> ScanResult:
+                  storage=None, on_bytes=None, limit: ExpansionLimit | None = None) -> ScanResult:
     """Read a stored archive once: its SHA-256 and every member. Returns the ScanResult.
 
-    Raises UnsafeArchive / ArchiveError naming the problem; a changed checksum is named
-    first (a tampered archive often also fails to parse).
+    Raises UnsafeArchive / ArchiveError / ArchiveTooLarge naming the problem; a changed
+    checksum is named first (a tampered archive often also fails to parse).
     """
     storage = storage or get_storage()
-    scanner = TarScanner(allow_devices=allow_devices)
+    scanner = TarScanner(allow_devices=allow_devices, limit=limit)
     problem: CargoholdError | None = None
     with storage.open_reader(key) as raw:
         reader = HashingReader(raw, on_read=on_bytes)
@@ -247,7 +351,7 @@ def check_archive(*, key: str, compression: str, sha256: str, allow_devices: boo
             for chunk in tar_chunks(reader, compression):
                 scanner.feed(chunk)
             result = scanner.close()
-        except (ArchiveError, UnsafeArchive) as exc:
+        except (ArchiveError, UnsafeArchive, ArchiveTooLarge) as exc:
             problem = exc
         reader.drain()
     actual = reader.hexdigest()
@@ -265,11 +369,11 @@ def check_archive(*, key: str, compression: str, sha256: str, allow_devices: boo
 
 
 def _tar_pieces(*, storage, key: str, compression: str, layout: Layout, allow_devices: bool, sha256: str,
-                on_bytes=None, check_cancelled=None):
+                on_bytes=None, check_cancelled=None, limit: ExpansionLimit | None = None):
     """The archive as the engine gets it: uncompressed, checked again, names rewritten for
     the ./ layout. One piece is held back until the end, so the tar's end marker only
     reaches the engine once the whole stream checked out (checksum included)."""
-    scanner = TarScanner(allow_devices=allow_devices, expect=layout, rewrite=layout is Layout.DOT)
+    scanner = TarScanner(allow_devices=allow_devices, expect=layout, rewrite=layout is Layout.DOT, limit=limit)
     held = None
     with storage.open_reader(key) as raw:
         reader = HashingReader(raw)
@@ -292,12 +396,16 @@ def _tar_pieces(*, storage, key: str, compression: str, layout: Layout, allow_de
 
 
 def write_archive(*, volume_name: str, key: str, compression: str, layout: Layout, allow_devices: bool,
-                  sha256: str, job_id: int | None, storage=None, on_bytes=None, check_cancelled=None) -> None:
-    """Stream a stored archive into the volume through a never-started helper container."""
+                  sha256: str, job_id: int | None, storage=None, on_bytes=None, check_cancelled=None,
+                  limit: ExpansionLimit | None = None) -> None:
+    """Stream a stored archive into the volume through a never-started helper container.
+
+    `limit`: the size the check pass found; an archive that grew since is cut off there.
+    """
     storage = storage or get_storage()
     pieces = _tar_pieces(
         storage=storage, key=key, compression=compression, layout=layout, allow_devices=allow_devices,
-        sha256=sha256, on_bytes=on_bytes, check_cancelled=check_cancelled,
+        sha256=sha256, on_bytes=on_bytes, check_cancelled=check_cancelled, limit=limit,
     )
     with engine.helper_container(volume_name, read_only=False, purpose="restore", job_id=job_id) as cid:
         try:
@@ -348,7 +456,9 @@ def restore_run(ctx: JobContext) -> dict:
             status, error = Restore.Status.FAILED, str(exc)
         else:
             status, error = Restore.Status.FAILED, f"Unexpected error: {type(exc).__name__}: {exc}"
-        _mark(restore, status=status, error=error, finished_at=timezone.now())
+        # Nothing runs this restore again: its options' secrets are not kept either way.
+        _mark(restore, status=status, error=scrubbed_text(error), options=scrubbed(restore.options),
+              finished_at=timezone.now())
         _audit_finished(restore)
         raise
     _mark(restore, status=Restore.Status.SUCCEEDED, phase="done", finished_at=timezone.now())
@@ -365,16 +475,18 @@ def _check_phase(ctx: JobContext, restore: Restore, backup: Backup, storage, *, 
         sha = _recorded_checksums(backup, storage)
         result = check_archive(key=backup.key, compression=backup.compression, sha256=sha,
                                allow_devices=restore.allow_devices, file_count=backup.file_count,
-                               storage=storage, on_bytes=ctx.advance_checked)
-    except (ArchiveError, UnsafeArchive, StorageError) as exc:
+                               storage=storage, on_bytes=ctx.advance_checked, limit=_recorded_expansion(backup))
+    except (ArchiveError, UnsafeArchive, ArchiveTooLarge, StorageError) as exc:
         raise type(exc)(f"{exc} {untouched}") from None
     _mark(restore, layout=result.layout.value, file_count=result.stats.file_count, tar_bytes=result.stats.tar_bytes)
     ctx.result["check_seconds"] = round(time.monotonic() - began, 3)
+    ctx.result["data_bytes"] = result.stats.data_bytes
     return sha, result
 
 
 def _write_phase(ctx: JobContext, restore: Restore, *, key: str, compression: str, sha: str, layout: Layout,
                  total: int | None, message: str, cancellable: bool = True) -> None:
+    _check_free_space(restore, needed=ctx.result.get("data_bytes"), job_id=ctx.job.pk)
     ctx.set_progress(0, total, message)
 
     def on_bytes(n: int) -> None:
@@ -383,7 +495,9 @@ def _write_phase(ctx: JobContext, restore: Restore, *, key: str, compression: st
     began = time.monotonic()
     write_archive(volume_name=restore.volume_name, key=key, compression=compression, layout=layout,
                   allow_devices=restore.allow_devices, sha256=sha, job_id=ctx.job.pk, on_bytes=on_bytes,
-                  check_cancelled=ctx.check_cancelled if cancellable else None)
+                  check_cancelled=ctx.check_cancelled if cancellable else None,
+                  limit=ExpansionLimit(restore.tar_bytes, "the size found when it was checked")
+                  if restore.tar_bytes else None)
     ctx.result["write_seconds"] = round(time.monotonic() - began, 3)
 
 
@@ -400,7 +514,9 @@ def _restore_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
             _mark(restore, volume_create_requested=True)
             ev = engine.create_volume(name=name, driver=restore.driver, options=restore.options,
                                       labels=restore.labels)
-            _mark(restore, volume_created_at=ev.created_at.isoformat() if ev.created_at else "")
+            # The engine has the options now: keep only a scrubbed copy (the page, the recovery).
+            _mark(restore, volume_created_at=ev.created_at.isoformat() if ev.created_at else "",
+                  options=scrubbed(restore.options))
             try:
                 _mark(restore, phase="writing")
                 _write_phase(ctx, restore, key=backup.key, compression=backup.compression, sha=sha,
@@ -506,8 +622,11 @@ def _restore_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None
             _mark(restore, phase="stopping")
             kept_stopped: list = []
             try:
-                with backup_services.containers_stopped(ctx, restore):
+                with backup_services.containers_stopped(ctx, restore), engine.watch_mounts(name) as watch:
                     safety = _take_safety_backup(ctx, restore)
+                    if intruders := _intruders(watch, volume_name=name, job_id=ctx.job.pk):
+                        raise VolumeHeld(f"The {_containers_text(intruders)} started while the safety backup was "
+                                         f"taken; the volume {name} was not changed.")
                     # Written before emptying: from here on a crash means "put the safety backup back".
                     _mark(restore, rollback_pending=True, phase="emptying")
                     try:
@@ -517,16 +636,24 @@ def _restore_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None
                         _write_phase(ctx, restore, key=backup.key, compression=backup.compression, sha=sha,
                                      layout=result.layout, total=result.stats.tar_bytes,
                                      message=f"Writing {result.stats.file_count} files into {name}")
+                        # The last step before success: nobody else touched the volume meanwhile.
+                        ctx.say(f"Checking that no other container used {name} during the restore")
+                        if intruders := _intruders(watch, volume_name=name, job_id=ctx.job.pk):
+                            raise VolumeHeld(f"The {_containers_text(intruders)} started while the restore wrote "
+                                             f"into {name}, so the restore failed.")
                         _mark(restore, written_at=timezone.now(), rollback_pending=False, phase="starting",
                               outcome=f"Volume {name} now holds the content of backup {restore.backup_label}; its "
                                       f"previous content is in safety backup #{safety.pk}.")
                     except BaseException as exc:
+                        intruders_stopped = _stop_intruders(ctx, restore)
                         if not _roll_back(ctx, restore, safety):
                             # The volume is not whole: its containers stay stopped until the
                             # recovery (or the button) has put the previous content back —
                             # a database started on an empty volume would initialise a new one.
                             kept_stopped = list(restore.stopped_containers)
                             restore.stopped_containers = []
+                        elif intruders_stopped:
+                            _start_intruders_again(ctx, restore, intruders_stopped)
                         if isinstance(exc, CargoholdError):
                             raise type(exc)(f"{exc} {restore.outcome}") from exc
                         raise
@@ -539,6 +666,76 @@ def _restore_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None
     from volumes.services import mirror_sync_quietly
 
     mirror_sync_quietly()
+
+
+class VolumeHeld(CargoholdError):
+    """Someone else used the volume while a restore in place held it."""
+
+
+def _ours(labels: dict, job_id: int | None) -> bool:
+    # This job's helpers carry its id; any other container mounting the volume is someone else's.
+    return engine.HELPER_LABEL in labels and labels.get("cargohold.job") == str(job_id or "")
+
+
+def _containers_text(containers: list[dict]) -> str:
+    """'container shop-db (abc123def456) was' / 'containers a (...), b (...) were'."""
+    names = ", ".join(f"{c['name']} ({c['id'][:12]})" for c in containers)
+    return f"container {names} was" if len(containers) == 1 else f"containers {names} were"
+
+
+def _running_users(volume_name: str, job_id: int | None) -> list[dict]:
+    """Containers other than this job's helpers that have the volume mounted and run."""
+    return sorted(
+        ({"id": c.id, "name": c.name} for c in engine.list_containers()
+         if c.state in ("running", "restarting", "paused") and not _ours(c.labels, job_id)
+         and any(m.volume_name == volume_name for m in c.mounts)),
+        key=lambda c: c["name"],
+    )
+
+
+def _intruders(watch: engine.MountWatch, *, volume_name: str, job_id: int) -> list[dict]:
+    """Containers that used the volume while this restore held it: every mount the engine
+    reported since the containers were stopped (so also one started and removed again
+    meanwhile), and whatever runs with it mounted now. Cargohold cannot stop someone with
+    the Docker socket from starting a container; it can notice and not report success."""
+    found = {c["id"]: c for c in _running_users(volume_name, job_id)}
+    for m in watch.mounts():
+        if not _ours(m.labels, job_id):
+            found.setdefault(m.container_id, {"id": m.container_id, "name": m.container_name or m.container_id[:12]})
+    return sorted(found.values(), key=lambda c: c["name"])
+
+
+def _stop_intruders(ctx: JobContext, restore: Restore) -> list[dict]:
+    """Stop what someone started on the volume during the restore before its previous
+    content goes back: emptying a volume under a running program would wreck both. Each
+    is recorded beside the restore's own stopped containers first, so the recovery starts
+    it again should this worker die; one that cannot be stopped makes _roll_back refuse."""
+    try:
+        running = _running_users(restore.volume_name, ctx.job.pk)
+    except engine.EngineError:
+        return []  # the engine is not answering: _roll_back's own check reports it
+    stopped = []
+    for c in running:
+        _mark(restore, stopped_containers=[*restore.stopped_containers, c], restart_pending=True)
+        ctx.say(f"Stopping container {c['name']}, started during the restore")
+        try:
+            engine.stop_container(c["id"])
+        except engine.NotFound:
+            continue
+        except engine.EngineError as exc:
+            logger.warning("restore %s: could not stop %s: %s", restore.pk, c["name"], exc)
+            continue
+        stopped.append(c)
+    return stopped
+
+
+def _start_intruders_again(ctx: JobContext, restore: Restore, intruders: list[dict]) -> None:
+    """They were running when we stopped them: they run again, now on the previous content."""
+    errors = backup_services.start_again(intruders, say=ctx.say)
+    own = [c for c in restore.stopped_containers if c not in intruders]
+    _mark(restore, restart_pending=bool(errors or own), restart_error="; ".join(errors),
+          outcome=f"{restore.outcome} The {_containers_text(intruders)} stopped for that and "
+                  + ("; ".join(errors) + "." if errors else "started again."))
 
 
 def _roll_back(ctx: JobContext | None, restore: Restore, safety: Backup | None) -> bool:
@@ -562,6 +759,11 @@ def _roll_back(ctx: JobContext | None, restore: Restore, safety: Backup | None) 
     try:
         if safety is None or not safety.is_restorable:
             raise CargoholdError("there is no usable safety backup")
+        # Never empty a volume under a running program (started after a crash, or one we
+        # could not stop): it would lose what it writes, and we would restore into a moving target.
+        if users := _running_users(name, restore.job_id):
+            raise CargoholdError(f"the {_containers_text(users)} running with the volume mounted; stop "
+                                 f"{'it' if len(users) == 1 else 'them'} first")
         if ctx is not None:
             ctx.say(f"Putting the previous content of {name} back from safety backup #{safety.pk}")
         empty_volume(volume_name=name, job_id=restore.job_id)
@@ -788,16 +990,26 @@ def import_volume_name(original_name: str) -> str:
 
 
 def import_start(*, source: Path, volume_name: str, original_name: str = "", user=None, trigger: str = "user",
-                 requested_by: str = "", staged: bool = True, queue: str | None = None) -> Backup:
+                 requested_by: str = "", staged: bool = True, queue: str | None = None,
+                 max_expanded_bytes: int | None = None) -> Backup:
     """Queue the import of an archive file as a backup of origin "imported".
 
     `staged=True`: `source` is an upload in UPLOAD_DIR that the worker imports and then
     deletes. `staged=False` (the CLI): the caller runs the job itself with `run_job`,
     reading `source` where it is. The format is checked from the content at once.
+
+    The archive is untrusted whatever it holds: its backup is recorded as imported (shown
+    so everywhere, and a restore in place of it asks for a confirmation), and a restore of
+    it never takes a driver or driver options from a manifest (`restore_defaults`).
     """
     refusal = {"action": "backup_import", "user": user, "requested_by": requested_by, "object_name": volume_name,
                "params": {"file": original_name or source.name, "trigger": trigger}}
-    if problem := validate_volume_name(volume_name):
+    if problem := (_require_role(user, roles.DOWNLOAD_ARCHIVE, "importing archives")
+                   or validate_volume_name(volume_name)):
+        _refuse(problem, **refusal)
+    # Raising the decompression-bomb limit lets an archive fill the engine's disk: Admins only.
+    if max_expanded_bytes and (problem := _require_role(user, roles.MANAGE_VOLUMES,
+                                                        "raising the expansion limit of an import")):
         _refuse(problem, **refusal)
     try:
         with open(source, "rb") as f:
@@ -815,6 +1027,8 @@ def import_start(*, source: Path, volume_name: str, original_name: str = "", use
 
     params = {"original_name": (original_name or source.name)[:255], "format": fmt, "size": size,
               "requested_by": actor_name(user, requested_by)}
+    if max_expanded_bytes:
+        params["max_expanded_bytes"] = int(max_expanded_bytes)
     if staged:
         params["staged"] = staged_path(source.name).name
     else:
@@ -877,7 +1091,7 @@ def import_run(ctx: JobContext) -> dict:
         finished = timezone.now()
         ev = engine.EngineVolume(name=backup.volume_name, driver="local", mountpoint="", scope="local", options={},
                                  labels={}, created_at=None)
-        packed = archive.PackResult(stats=result.stats, sha256=sha, compressed_bytes=stored_bytes)
+        packed = tarstream.PackResult(stats=result.stats, sha256=sha, compressed_bytes=stored_bytes)
         manifest = backup_services.build_manifest(backup=backup, ev=ev, packed=packed, engine_facts={},
                                                    finished_at=finished)
         if result.layout is Layout.DOT:
@@ -916,7 +1130,11 @@ def import_run(ctx: JobContext) -> dict:
 
 
 def _store_import(ctx: JobContext, f, fmt: str, key: str, backup: Backup, storage):
-    scanner = TarScanner(allow_devices=True)  # devices are refused at restore time unless allowed
+    # The archive is untrusted: its expanded size is bounded by the import limits (or the
+    # Admin's for this import), refused before it is stored, long before a restore.
+    limit = import_expansion_limit(ctx.job.params.get("size") or 0,
+                                   override=ctx.job.params.get("max_expanded_bytes"))
+    scanner = TarScanner(allow_devices=True, limit=limit)  # devices are refused at restore time unless allowed
 
     with storage.open_temp_writer(key, token=backup.uid.hex) as writer:
         if fmt in ("zstd", "gzip"):
@@ -930,8 +1148,8 @@ def _store_import(ctx: JobContext, f, fmt: str, key: str, backup: Backup, storag
             stored = reader.bytes_read
         else:
             reader = HashingReader(f, on_read=ctx.advance_checked)
-            comp = archive.compressor("zstd", level=getattr(settings, "BACKUP_ZSTD_LEVEL", None))
-            sink = archive.HashingWriter(writer)
+            comp = tarstream.compressor("zstd", level=getattr(settings, "BACKUP_ZSTD_LEVEL", None))
+            sink = tarstream.HashingWriter(writer)
             for chunk in tar_chunks(reader, "tar"):
                 scanner.feed(chunk)
                 sink.write(comp.feed(chunk))

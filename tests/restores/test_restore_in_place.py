@@ -96,7 +96,8 @@ def test_a_write_that_fails_after_emptying_puts_the_safety_backup_back(no_enqueu
         member("data/f/x"),
     ])
 
-    restore = run_restore(services.restore_in_place_start(backup=hostile, confirm_name=volume))
+    restore = run_restore(services.restore_in_place_start(backup=hostile, confirm_name=volume,
+                                                          confirm_imported=True))
 
     assert restore.status == "failed"
     assert "previous content was put back from safety backup" in restore.error, restore.error
@@ -251,3 +252,26 @@ def test_a_safety_backup_still_needed_for_a_put_back_cannot_be_deleted(no_enqueu
     Restore.objects.filter(pk=restore.pk).update(rollback_pending=False)
     backup_services.backup_delete(backup=safety)
     assert not safety.__class__.objects.filter(pk=safety.pk).exists()
+
+
+def test_the_previous_content_is_not_put_back_under_a_running_container(no_enqueue, backup_root, make_volume):
+    """Someone started a container on the half-restored volume after a crash: emptying the
+    volume under it would wreck what it writes. The put-back waits and says why."""
+    volume = make_volume(NEW)
+    before = listing(volume)
+    safety = run_backup_now(volume)
+    dockercli.fill_volume(volume, "rm -rf /data/* && echo half > /data/half")
+    restore = _died_after_emptying(volume, safety)
+    intruder = dockercli.run_container(f"{volume}:/x", command=SERVICE)
+    short = json.loads(dockercli.docker("inspect", intruder))[0]["Id"][:12]
+
+    assert services.restores_recover()["rolled_back"] == []
+
+    restore.refresh_from_db()
+    assert restore.rollback_pending is True
+    assert f"container {intruder} ({short}) was running with the volume mounted" in restore.rollback_error
+    assert dockercli.container_state(intruder) == "running"
+    assert listing(volume)["entries"] != before["entries"]  # untouched
+    dockercli.docker("stop", "-t", "5", intruder)
+    assert services.restores_recover()["rolled_back"] == [restore.pk]
+    assert listing(volume)["entries"] == before["entries"]
