@@ -1,5 +1,7 @@
-"""What each kind of job is called and who may cancel it. Apps register their kinds."""
+"""The kinds of job: what each is called, what the worker performs for it, what happens
+once it ended, and who may cancel it. Apps register their kinds in AppConfig.ready()."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from accounts import roles
@@ -9,18 +11,34 @@ from accounts import roles
 class JobKind:
     name: str
     label: str
+    # Worker side: perform(ctx) -> result dict or None; raises to fail (CargoholdError's
+    # text is the job's error), JobCancelled when asked to stop.
+    perform: Callable | None = None
+    # on_end(job): called exactly once after the job ended, whatever ended it (its
+    # perform, a cancel while queued, a dead worker found by the sweep). Worker side.
+    on_end: Callable | None = None
     cancel_perm: str = roles.MANAGE_USERS
     cancellable: bool = True
+    # Hard time limit in seconds (the soft one, which raises in perform, is 60 s before);
+    # None: none (a backup of a large volume takes as long as it takes).
+    time_limit: int | None = None
 
 
 _kinds: dict[str, JobKind] = {}
 
 
-def register(name: str, label: str, *, cancel_perm: str = roles.MANAGE_USERS, cancellable: bool = True) -> JobKind:
-    kind = JobKind(name=name, label=label, cancel_perm=cancel_perm, cancellable=cancellable)
+def register(name: str, label: str, *, perform: Callable | None = None, on_end: Callable | None = None,
+             cancel_perm: str = roles.MANAGE_USERS, cancellable: bool = True,
+             time_limit: int | None = None) -> JobKind:
+    kind = JobKind(name=name, label=label, perform=perform, on_end=on_end, cancel_perm=cancel_perm,
+                   cancellable=cancellable, time_limit=time_limit)
     _kinds[name] = kind
     return kind
 
 
 def get(name: str) -> JobKind:
     return _kinds.get(name) or JobKind(name=name, label=name.replace("_", " "))
+
+
+def registered() -> list[JobKind]:
+    return list(_kinds.values())

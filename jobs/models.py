@@ -49,6 +49,8 @@ class Job(StartedBy, models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
     worker = models.CharField(max_length=255, blank=True)
+    # The kind's on_end ran (jobs.services.job_end): claimed once, so it never runs twice.
+    end_handled = models.BooleanField(default=False, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -77,7 +79,6 @@ class Job(StartedBy, models.Model):
 
             end = timezone.now()
         return end - self.started_at
-
 
 
 class ResourceLock(models.Model):

@@ -19,7 +19,7 @@ def register(fn):
 
 
 def run_all() -> None:
-    from jobs.services import locks_release_ended
+    from jobs.locks import locks_release_ended
 
     # First: steps below take the locks that dead jobs left behind.
     for step in [locks_release_ended, *_steps]:

@@ -1,24 +1,29 @@
-"""Runs a job row inside a Celery task: state changes, progress, heartbeat, cancel.
+"""Performs a job row in a worker: the one state machine of every run.
 
-A handler is `handler(ctx) -> dict | None`. It reports progress on `ctx` (in memory);
-a heartbeat thread writes progress and the heartbeat to the row about once a second
-and reads the cancel flag, so handlers never hit the database in their hot loops.
+queued -> running (claimed by this process) -> succeeded / failed / cancelled, then the
+kind's on_end once (jobs.services.job_end). A kind's `perform(ctx)` reports progress on
+`ctx` (in memory); a heartbeat thread writes progress and the heartbeat to the row about
+once a second and reads the cancel flag, so performers never hit the database in their
+hot loops. `job_inline` runs a child job (a restore's safety backup) in the same process
+through the same transitions.
 """
 
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from jobs import kinds
+from jobs.locks import LockHeld, lock_acquire, lock_refresh, lock_release
 from jobs.models import Job
-from jobs.services import LockHeld, job_fail_if_owner_gone, lock_acquire, lock_refresh, lock_release
+from jobs.services import job_end, job_fail_if_owner_gone
 from project.errors import CargoholdError, Refused
 from project.redact import scrubbed_text
 
@@ -42,13 +47,16 @@ class JobCancelled(Exception):
 
 
 class JobContext:
-    def __init__(self, job: Job):
+    def __init__(self, job: Job, *, parent: "JobContext | None" = None):
         self.job = job
+        self.parent = parent
+        self.children: list[JobContext] = []
         self.done = job.progress_done
         self.total = job.progress_total
         self.message = ""
         self.result: dict = {}
-        self._cancel = threading.Event()
+        # A child job stops when its parent is asked to: one cancel flag.
+        self._cancel = parent._cancel if parent is not None else threading.Event()
         self._locks: list[tuple[str, timedelta]] = []
         self._lock_mutex = threading.Lock()
         self.lock_owner = f"job {job.pk} ({job.kind}) on {job.worker or worker_id()}"
@@ -74,6 +82,8 @@ class JobContext:
 
     def say(self, message: str) -> None:
         self.message = message[:255]
+        if self.parent is not None:  # the page follows the parent job
+            self.parent.say(message)
 
     # cancellation ---------------------------------------------------------------
     @property
@@ -90,17 +100,9 @@ class JobContext:
         """Hold `resource` for the block; refreshed by the heartbeat, released after.
 
         With wait_seconds > 0 a held lock is waited for (checking cancel) before the
-        job is refused with a message naming the holder.
-
-        Re-entrant within one job: a nested step that takes a lock the job already holds
-        (a restore in place running a normal backup as its safety net) just proceeds; the
-        outer block keeps the lock and releases it.
+        job is refused with a message naming the holder. Not re-entrant: a step that needs
+        the lock its caller holds is a plain function the caller calls under it.
         """
-        with self._lock_mutex:
-            already_held = any(held == resource for held, _ in self._locks)
-        if already_held:
-            yield
-            return
         ttl = timedelta(seconds=ttl_seconds or settings.LOCK_TTL_SECONDS)
         owner = self.lock_owner
         deadline = timezone.now() + timedelta(seconds=wait_seconds)
@@ -148,19 +150,19 @@ class _Heartbeat(threading.Thread):
             connection.close()
 
     def beat(self):
-        ctx = self.ctx
         try:
-            Job.objects.filter(pk=ctx.job.pk, status=Job.Status.RUNNING).update(
-                heartbeat_at=timezone.now(),
-                progress_done=ctx.done,
-                progress_total=ctx.total,
-                progress_message=ctx.message[:255],
-            )
-            if Job.objects.filter(pk=ctx.job.pk, cancel_requested=True).exists():
-                ctx._cancel.set()
-            ctx._refresh_locks()
+            for ctx in [self.ctx, *self.ctx.children]:
+                Job.objects.filter(pk=ctx.job.pk, status=Job.Status.RUNNING).update(
+                    heartbeat_at=timezone.now(),
+                    progress_done=ctx.done,
+                    progress_total=ctx.total,
+                    progress_message=ctx.message[:255],
+                )
+                ctx._refresh_locks()
+            if Job.objects.filter(pk=self.ctx.job.pk, cancel_requested=True).exists():
+                self.ctx._cancel.set()
         except Exception:  # a missed beat is not worth killing the job for
-            logger.exception("heartbeat of job %s failed", ctx.job.pk)
+            logger.exception("heartbeat of job %s failed", self.ctx.job.pk)
 
 
 def _claim(job_id: int) -> Job | None:
@@ -171,7 +173,8 @@ def _claim(job_id: int) -> Job | None:
     The row, not the message, decides: a job whose owner is proven gone (its process on
     this host is gone, or its heartbeat stale beyond JOB_STALE_SECONDS) is failed, so the
     recovery steps repair after it; a job under a live owner is left alone and this
-    delivery ends quietly. It never runs a job twice.
+    delivery ends quietly. It never runs a job twice. A job that ended while its message
+    waited (cancelled while queued) gets its on_end here.
     """
     now = timezone.now()
     claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
@@ -188,45 +191,102 @@ def _claim(job_id: int) -> Job | None:
         if not job_fail_if_owner_gone(job=job, stale_after=stale_after):
             logger.info("job %s already runs on %s; this delivery of its message leaves it alone",
                         job.pk, job.worker)
+    else:
+        job_end(job)
     return None
 
 
-def run_job(job_id: int, handler: Callable[[JobContext], dict | None]) -> str | None:
-    """Run `handler` for the queued job `job_id`; returns the final status."""
-    close_old_connections()
-    job = _claim(job_id)
-    if job is None:
-        return None
-    ctx = JobContext(job)
-    beat = _Heartbeat(ctx, settings.JOB_HEARTBEAT_SECONDS)
-    beat.start()
-    status, error = Job.Status.SUCCEEDED, ""
-    try:
-        result = handler(ctx)
-        if result:
-            ctx.result.update(result)
-    except JobCancelled:
-        status, error = Job.Status.CANCELLED, "Cancelled by request."
-    except CargoholdError as exc:
-        status, error = Job.Status.FAILED, str(exc)
-    except Exception as exc:
-        logger.exception("job %s (%s) crashed", job.pk, job.kind)
-        status, error = Job.Status.FAILED, f"Unexpected error: {type(exc).__name__}: {exc}"
-    finally:
-        beat.stop.set()
-        beat.join(timeout=10)
-    Job.objects.filter(pk=job.pk).update(
+def _outcome(exc: BaseException | None, job: Job) -> tuple[str, str]:
+    """The end state and error text of a perform that returned (None) or raised `exc`."""
+    if exc is None:
+        return Job.Status.SUCCEEDED, ""
+    if isinstance(exc, JobCancelled):
+        return Job.Status.CANCELLED, "Cancelled by request."
+    if isinstance(exc, CargoholdError):
+        return Job.Status.FAILED, str(exc)
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return Job.Status.FAILED, f"The {kinds.get(job.kind).label} took longer than its time limit."
+    logger.error("job %s (%s) crashed", job.pk, job.kind, exc_info=exc)
+    return Job.Status.FAILED, f"Unexpected error: {type(exc).__name__}: {exc}"
+
+
+def _finish(ctx: JobContext, exc: BaseException | None) -> str:
+    """Write the end of a running job owned by this process, then end it (on_end once).
+
+    Conditional on the row still running under this owner: if a sweep failed it
+    meanwhile (its heartbeat stalled), that ending stands and already ran on_end.
+    """
+    job = ctx.job
+    status, error = _outcome(exc, job)
+    now = timezone.now()
+    written = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, worker=job.worker).update(
         status=status,
         error=scrubbed_text(error),  # an engine's or a library's words may repeat a password
         result=ctx.result,
-        finished_at=timezone.now(),
-        heartbeat_at=timezone.now(),
+        finished_at=now,
+        heartbeat_at=now,
         progress_done=ctx.done,
         progress_total=ctx.total,
         progress_message=ctx.message[:255],
     )
+    if not written:
+        logger.warning("job %s was ended by someone else while it ran; its own outcome (%s) is dropped",
+                       job.pk, status)
     job.refresh_from_db()
-    after = getattr(handler, "after_job", None)
-    if after is not None:
-        after(job)
+    job_end(job)
+    return job.status
+
+
+def job_perform(job_id: int) -> str | None:
+    """Claim the queued job `job_id` and perform its kind; returns the final status
+    (None when this delivery was not the job's to run)."""
+    close_old_connections()
+    job = _claim(job_id)
+    if job is None:
+        return None
+    perform = kinds.get(job.kind).perform
+    ctx = JobContext(job)
+    beat = _Heartbeat(ctx, settings.JOB_HEARTBEAT_SECONDS)
+    beat.start()
+    failure = None
+    try:
+        if perform is None:
+            raise CargoholdError(f"No worker code is registered for jobs of kind {job.kind!r}.")
+        result = perform(ctx)
+        if result:
+            ctx.result.update(result)
+    except BaseException as exc:  # noqa: B036 (even SystemExit ends the job's row first)
+        failure = exc
+    finally:
+        beat.stop.set()
+        beat.join(timeout=10)
+    status = _finish(ctx, failure)
+    if failure is not None and not isinstance(failure, Exception):
+        raise failure  # SystemExit / KeyboardInterrupt: the process is going away
     return status
+
+
+@contextmanager
+def job_inline(job: Job, *, parent: JobContext):
+    """Run the queued child `job` in this process, under `parent` (a restore in place
+    taking its safety backup): the child row goes running -> its end through the same
+    transitions and on_end as any job; its heartbeat, locks and cancel follow the
+    parent's. The block's exception, after being recorded on the child, propagates.
+    """
+    now = timezone.now()
+    if not Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+        status=Job.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker_id()
+    ):
+        raise CargoholdError(f"Job #{job.pk} is not queued; it cannot be run inside job #{parent.job.pk}.")
+    job.refresh_from_db()
+    ctx = JobContext(job, parent=parent)
+    parent.children.append(ctx)
+    try:
+        yield ctx
+    except BaseException as exc:
+        _finish(ctx, exc)
+        raise
+    else:
+        _finish(ctx, None)
+    finally:
+        parent.children.remove(ctx)

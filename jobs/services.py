@@ -1,14 +1,20 @@
-"""Creating jobs, cancelling them, and the per-resource locks."""
+"""Creating jobs, cancelling them, ending them once, and failing those whose owner is gone.
+
+The job row is the only state of a run. The web side creates it (`job_create`, queued)
+and may cancel it; a worker moves it on (jobs.runner); whatever ends it, `job_end` calls
+its kind's `on_end` exactly once and sends `jobs.signals.job_ended`.
+"""
 
 import logging
 import os
 import socket
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from jobs.models import Job, ResourceLock
+from jobs import kinds
+from jobs.models import Job
 
 logger = logging.getLogger(__name__)
 
@@ -16,7 +22,6 @@ logger = logging.getLogger(__name__)
 def job_create(
     *,
     kind: str,
-    task,
     target: str = "",
     target_type: str = "volume",
     params: dict | None = None,
@@ -24,11 +29,14 @@ def job_create(
     trigger: str = "user",
     progress_total: int | None = None,
     queue: str | None = None,
+    enqueue: bool = True,
 ) -> Job:
-    """Create a queued job and enqueue `task(job_id)` once the transaction commits.
+    """Create a queued job and, once the transaction commits, send its id to the one job
+    task (`jobs.tasks.run_job`) on `queue` (default: the default queue).
 
     Only the id travels through Redis: the worker loads the row, so a job is never run
-    from stale arguments and the row stays the single source of truth.
+    from stale arguments and the row stays the single source of truth. `enqueue=False`:
+    the caller runs it itself (the CLI import, a child job run with `job_inline`).
     """
     job = Job.objects.create(
         kind=kind,
@@ -39,17 +47,28 @@ def job_create(
         trigger=trigger,
         progress_total=progress_total,
     )
-    if task is None:
-        pass  # the caller runs the job in its own process (the CLI import)
-    elif queue:
-        transaction.on_commit(lambda: task.apply_async((job.pk,), queue=queue))
-    else:
-        transaction.on_commit(lambda: task.delay(job.pk))
+    if enqueue:
+        transaction.on_commit(lambda: job_enqueue(job=job, queue=queue))
     return job
 
 
+def job_enqueue(*, job: Job, queue: str | None = None) -> None:
+    """Send the job's id to a worker (again: a second delivery of a live job is harmless)."""
+    from jobs.tasks import run_job
+
+    options = {"queue": queue} if queue else {}
+    limit = kinds.get(job.kind).time_limit
+    if limit:
+        options.update(time_limit=limit, soft_time_limit=max(1, limit - 60))
+    run_job.apply_async((job.pk,), **options)
+
+
 def job_request_cancel(*, job: Job) -> Job:
-    """Cancel a queued job at once; ask a running one to stop at its next check."""
+    """Cancel a queued job at once; ask a running one to stop at its next check.
+
+    A job cancelled while queued is ended here (web side); its on_end runs in the worker
+    that receives its message, or at the next sweep.
+    """
     now = timezone.now()
     if Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
         status=Job.Status.CANCELLED, finished_at=now, error="Cancelled before it started."
@@ -61,29 +80,66 @@ def job_request_cancel(*, job: Job) -> Job:
     return job
 
 
+def job_end(job: Job) -> bool:
+    """Call the ended job's on_end and send job_ended, once whoever calls (the runner, the
+    sweep, a worker that receives a cancelled job's message). True if this call did it.
+
+    The row's `end_handled` flag is claimed first, so two callers never both run it; a
+    process that dies between the claim and on_end loses that on_end (at most once,
+    never twice: an on_end audits and cleans up, and doing either twice is worse).
+    """
+    from jobs.signals import job_ended
+
+    claimed = Job.objects.filter(pk=job.pk, end_handled=False).exclude(status__in=Job.ACTIVE).update(
+        end_handled=True
+    )
+    if not claimed:
+        return False
+    job.refresh_from_db()
+    on_end = kinds.get(job.kind).on_end
+    if on_end is not None:
+        try:
+            on_end(job)
+        except Exception:
+            logger.exception("on_end of job %s (%s) failed", job.pk, job.kind)
+    for receiver, response in job_ended.send_robust(sender=job.kind, job=job):
+        if isinstance(response, Exception):
+            logger.error("job_ended receiver %s failed for job %s: %r", receiver, job.pk, response)
+    return True
+
+
+def jobs_end_pending() -> int:
+    """on_end for every job that ended without it (cancelled while queued, failed by a sweep
+    in a process that died before ending it). Idempotent."""
+    done = 0
+    for job in Job.objects.filter(end_handled=False).exclude(status__in=Job.ACTIVE).order_by("pk"):
+        done += job_end(job)
+    return done
+
+
 OWNER_GONE_ERROR = "The worker running this job stopped (killed or lost) before it finished."
+
+
+def _fail_owner_gone(condition: dict, why: str) -> list[int]:
+    """Fail the running jobs matching `condition` (re-checked in the update, so a job
+    that moved on meanwhile is left alone), then end each: its on_end runs here."""
+    pks = list(Job.objects.filter(status=Job.Status.RUNNING, **condition).values_list("pk", flat=True))
+    failed = []
+    for pk in pks:
+        if Job.objects.filter(status=Job.Status.RUNNING, **condition).filter(pk=pk).update(
+            status=Job.Status.FAILED, finished_at=timezone.now(), error=OWNER_GONE_ERROR
+        ):
+            failed.append(pk)
+            logger.warning("job %s failed: %s", pk, why)
+    for job in Job.objects.filter(pk__in=failed):
+        job_end(job)
+    return failed
 
 
 def jobs_fail_stale(*, older_than: timedelta) -> list[int]:
     """Fail running jobs whose worker stopped sending heartbeats (killed, machine lost)."""
-    cutoff = timezone.now() - older_than
-    stale = list(
-        Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True)
-    )
-    for pk in stale:
-        Job.objects.filter(pk=pk, status=Job.Status.RUNNING, heartbeat_at__lt=cutoff).update(
-            status=Job.Status.FAILED,
-            finished_at=timezone.now(),
-            error=OWNER_GONE_ERROR,
-        )
-        logger.warning("job %s failed: its worker stopped sending heartbeats", pk)
-    return stale
-
-
-def locks_release_ended() -> int:
-    """Release the locks of jobs that ended (a killed worker never reached its `finally`),
-    without waiting for their expiry."""
-    return ResourceLock.objects.filter(job__isnull=False).exclude(job__status__in=Job.ACTIVE).delete()[0]
+    return _fail_owner_gone({"heartbeat_at__lt": timezone.now() - older_than},
+                            "its worker stopped sending heartbeats")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -132,17 +188,14 @@ def job_owner_gone(*, job: Job, stale_after: timedelta) -> bool:
 
 
 def job_fail_if_owner_gone(*, job: Job, stale_after: timedelta) -> bool:
-    """Fail the running `job` if its owner is proven gone (job_owner_gone); True if failed."""
+    """Fail the running `job` if its owner is proven gone (job_owner_gone); True if failed.
+
+    Conditional on the row we judged: a heartbeat written meanwhile proves the owner alive.
+    """
     if not job_owner_gone(job=job, stale_after=stale_after):
         return False
-    # Conditional on the row we judged: a heartbeat written meanwhile proves the owner alive.
-    failed = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, heartbeat_at=job.heartbeat_at,
-                                worker=job.worker).update(
-        status=Job.Status.FAILED, finished_at=timezone.now(), error=OWNER_GONE_ERROR
-    )
-    if failed:
-        logger.warning("job %s failed: its worker %s is gone", job.pk, job.worker)
-    return bool(failed)
+    return bool(_fail_owner_gone({"pk": job.pk, "heartbeat_at": job.heartbeat_at, "worker": job.worker},
+                                 f"its worker {job.worker} is gone"))
 
 
 def jobs_fail_orphaned() -> list[int]:
@@ -152,78 +205,6 @@ def jobs_fail_orphaned() -> list[int]:
     predecessor's jobs at once, and a worker whose pool child was killed fails that
     child's job at once (jobs.signals), instead of after JOB_STALE_SECONDS.
     """
-    orphaned = [
-        pk for pk, worker in Job.objects.filter(status=Job.Status.RUNNING).values_list("pk", "worker")
-        if worker_process_gone(worker)
-    ]
-    if orphaned:
-        Job.objects.filter(pk__in=orphaned, status=Job.Status.RUNNING).update(
-            status=Job.Status.FAILED,
-            finished_at=timezone.now(),
-            error=OWNER_GONE_ERROR,
-        )
-        logger.warning("jobs %s failed: their worker process is gone", orphaned)
-    return orphaned
-
-
-def job_outcome_adopt(*, model, job: Job, what: str) -> list:
-    """Rows of `model` (backups, restores) still active although their job ended without
-    finishing them (cancelled while queued, worker killed) take the job's outcome.
-
-    Returns the rows it changed, refreshed, so the caller can audit or clean up after
-    them. Idempotent: a row already ended is left alone.
-    """
-    changed = []
-    for row in model.objects.filter(job=job, status__in=model.ACTIVE):
-        status = model.Status.CANCELLED if job.status == Job.Status.CANCELLED else model.Status.FAILED
-        error = job.error or f"The job ended before the {what} finished."
-        if model.objects.filter(pk=row.pk, status__in=model.ACTIVE).update(
-            status=status, error=error, finished_at=job.finished_at or timezone.now()
-        ):
-            row.refresh_from_db()
-            changed.append(row)
-    return changed
-
-
-# --- locks -------------------------------------------------------------------------
-
-
-class LockHeld(Exception):
-    def __init__(self, lock: ResourceLock):
-        self.lock = lock
-        super().__init__(f"{lock.resource} is busy ({lock.owner})")
-
-
-def lock_acquire(*, resource: str, owner: str, ttl: timedelta, job: Job | None = None) -> ResourceLock:
-    """Take the lock on `resource` or raise LockHeld naming its holder.
-
-    An expired lock is taken over: its holder is presumed dead (it stopped refreshing).
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        ResourceLock.objects.filter(resource=resource, expires_at__lt=now).delete()
-        try:
-            with transaction.atomic():
-                return ResourceLock.objects.create(
-                    resource=resource, owner=owner, job=job, acquired_at=now, expires_at=now + ttl
-                )
-        except IntegrityError:
-            pass
-    held = ResourceLock.objects.filter(resource=resource).first()
-    if held is None:  # released between our insert and our read: try once more
-        return lock_acquire(resource=resource, owner=owner, ttl=ttl, job=job)
-    raise LockHeld(held)
-
-
-def lock_refresh(*, resource: str, owner: str, ttl: timedelta) -> bool:
-    return bool(
-        ResourceLock.objects.filter(resource=resource, owner=owner).update(expires_at=timezone.now() + ttl)
-    )
-
-
-def lock_release(*, resource: str, owner: str) -> None:
-    ResourceLock.objects.filter(resource=resource, owner=owner).delete()
-
-
-def lock_holder(*, resource: str) -> ResourceLock | None:
-    return ResourceLock.objects.filter(resource=resource, expires_at__gte=timezone.now()).first()
+    gone = {worker for worker in Job.objects.filter(status=Job.Status.RUNNING).values_list("worker", flat=True)
+            if worker_process_gone(worker)}
+    return _fail_owner_gone({"worker__in": gone}, "its worker process is gone") if gone else []

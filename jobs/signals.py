@@ -5,16 +5,22 @@ from billiard.exceptions import WorkerLostError
 from celery.signals import task_failure, worker_ready
 from django.conf import settings
 from django.db import close_old_connections, connections
+from django.dispatch import Signal
 
 logger = logging.getLogger(__name__)
+
+# Sent once after a job ended and its kind's on_end ran (sender: the kind's name; job=).
+# How another app follows a kind it does not own (policies follow their backups' jobs).
+job_ended = Signal()
 
 
 def _fail_orphans_and_recover(stale_after: timedelta) -> None:
     from jobs import recovery
-    from jobs.services import jobs_fail_orphaned, jobs_fail_stale
+    from jobs.services import jobs_end_pending, jobs_fail_orphaned, jobs_fail_stale
 
     jobs_fail_orphaned()
     jobs_fail_stale(older_than=stale_after)
+    jobs_end_pending()
     recovery.run_all()
 
 

@@ -1,11 +1,11 @@
-"""Demo tasks for exercising the job runner; registered with the worker via project.celery."""
+"""Demo job kinds for exercising the job runner; imported by the worker via CELERY_EXTRA_IMPORTS."""
 
 import time
 
-from celery import shared_task
-
-from jobs.runner import run_job
+from jobs import kinds
 from project.errors import CargoholdError
+
+ENDED = []  # (job id, status) seen by on_end in this process
 
 
 def _sleep(ctx):
@@ -22,11 +22,18 @@ def _fail(ctx):
     raise CargoholdError(ctx.job.params["message"])
 
 
-@shared_task(acks_late=True)
-def demo_sleep(job_id):
-    run_job(job_id, _sleep)
+def _never(ctx):
+    raise AssertionError("a second delivery must not run the job again")
 
 
-@shared_task(acks_late=True)
-def demo_fail(job_id):
-    run_job(job_id, _fail)
+def _on_end(job):
+    from accounts.services import audit_record
+
+    ENDED.append((job.pk, job.status))
+    # Visible to the test process through the database: one row per on_end call.
+    audit_record(action="demo_on_end", object_type="job", object_name=str(job.pk), params={"status": job.status})
+
+
+kinds.register("demo_sleep", "demo sleep", perform=_sleep, on_end=_on_end)
+kinds.register("demo_fail", "demo failure", perform=_fail, on_end=_on_end)
+kinds.register("demo_never", "demo never run", perform=_never)

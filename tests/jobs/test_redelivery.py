@@ -16,12 +16,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from backups import services as backup_services
-from backups import tasks as backup_tasks
+from backups import worker as backup_worker
 from backups.models import Backup
 from jobs import recovery
 from jobs.models import Job, ResourceLock
-from jobs.runner import run_job
+from jobs.runner import job_perform
 from jobs.services import job_create, jobs_fail_orphaned
+from jobs.tasks import run_job as run_job_task
 from jobs.tasks import sweep_stale_jobs
 from tests import dockercli
 from tests.backups.engineproxy import EngineProxy
@@ -34,10 +35,6 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 SERVICE = "trap 'exit 0' TERM; sleep 3600 & wait"
 
 
-def _never_called(ctx):
-    raise AssertionError("a second delivery must not run the handler")
-
-
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -46,7 +43,8 @@ def _dead_pid() -> int:
 
 def _running(worker: str, heartbeat_age: float) -> Job:
     at = timezone.now() - timedelta(seconds=heartbeat_age)
-    return Job.objects.create(kind="demo", status=Job.Status.RUNNING, started_at=at, heartbeat_at=at, worker=worker)
+    # Kind "demo_never": its perform fails the test if a second delivery ever ran it.
+    return Job.objects.create(kind="demo_never", status=Job.Status.RUNNING, started_at=at, heartbeat_at=at, worker=worker)
 
 
 def _delivered_log(worker, task_id: str) -> bool:
@@ -59,7 +57,7 @@ def _delivered_log(worker, task_id: str) -> bool:
 def test_second_delivery_leaves_a_job_with_fresh_heartbeat_alone():
     job = _running("other-host:123", heartbeat_age=1)
 
-    assert run_job(job.pk, _never_called) is None
+    assert job_perform(job.pk) is None
 
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING and job.error == "" and job.finished_at is None
@@ -70,7 +68,7 @@ def test_second_delivery_leaves_a_job_whose_owner_process_lives_alone_even_with_
     settings.JOB_STALE_SECONDS = 60
     job = _running(f"{socket.gethostname()}:{os.getpid()}", heartbeat_age=30)
 
-    assert run_job(job.pk, _never_called) is None
+    assert job_perform(job.pk) is None
 
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING
@@ -79,7 +77,7 @@ def test_second_delivery_leaves_a_job_whose_owner_process_lives_alone_even_with_
 def test_second_delivery_fails_a_job_whose_worker_process_on_this_host_is_gone():
     job = _running(f"{socket.gethostname()}:{_dead_pid()}", heartbeat_age=0)
 
-    assert run_job(job.pk, _never_called) is None
+    assert job_perform(job.pk) is None
 
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED and "stopped" in job.error and job.finished_at
@@ -105,7 +103,7 @@ def test_second_delivery_fails_a_job_whose_heartbeat_is_stale(settings):
     settings.JOB_STALE_SECONDS = 60
     job = _running("other-host:123", heartbeat_age=120)
 
-    assert run_job(job.pk, _never_called) is None
+    assert job_perform(job.pk) is None
 
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED and "stopped" in job.error
@@ -117,11 +115,11 @@ def test_message_sent_again_while_the_job_runs_on_a_real_worker_is_finished_quie
     # Two pool children: the second delivery is taken at once, beside the running job.
     worker = worker_factory(concurrency=2, name="twice", queue=queue)
     with transaction.atomic():
-        job = job_create(kind="demo", task=demo.demo_sleep, params={"steps": 80, "delay": 0.1}, queue=queue)
+        job = job_create(kind="demo_sleep", params={"steps": 80, "delay": 0.1}, queue=queue)
     wait_for(lambda: Job.objects.get(pk=job.pk).progress_done > 2, message="the job to make progress")
     owner = Job.objects.get(pk=job.pk).worker
 
-    again = demo.demo_sleep.apply_async((job.pk,), queue=queue)
+    again = run_job_task.apply_async((job.pk,), queue=queue)
     wait_for(lambda: _delivered_log(worker, again.id), timeout=30, message="the second delivery to be handled")
     sweep_stale_jobs()
 
@@ -163,7 +161,7 @@ def test_backup_message_delivered_twice_while_streaming_keeps_lock_temp_file_and
                  message="the backup to be streaming")
         assert dockercli.container_state(user) == "exited"
 
-        again = backup_tasks.backup_volume.apply_async((backup.job_id,), queue=queue)
+        again = run_job_task.apply_async((backup.job_id,), queue=queue)
         wait_for(lambda: _delivered_log(worker, again.id), timeout=30, message="the second delivery to be handled")
         sweep_stale_jobs()
         recovery.run_all()
@@ -188,7 +186,7 @@ def test_backup_message_delivered_twice_while_streaming_keeps_lock_temp_file_and
 
         backup.refresh_from_db()
         assert backup.status == Backup.Status.SUCCEEDED, backup.error
-        assert backup_services.backup_verify(backup=backup).ok
+        assert backup_worker.backup_verify(backup=backup).ok
         wait_for(lambda: dockercli.container_state(user) == "running", timeout=30,
                  message="the container to restart")
 

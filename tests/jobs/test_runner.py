@@ -9,7 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from jobs.models import Job, ResourceLock
-from jobs.services import LockHeld, job_create, job_request_cancel, jobs_fail_stale, lock_acquire, lock_release
+from jobs.locks import LockHeld, lock_acquire, lock_release, volume_lock
+from jobs.services import job_create, job_request_cancel, jobs_end_pending, jobs_fail_stale
 from tests.conftest import wait_for
 from tests.jobs import tasks as demo
 
@@ -24,7 +25,7 @@ def _finished(job):
 @pytest.mark.worker
 def test_worker_runs_job_to_success_and_records_progress_and_result(celery_worker):
     with transaction.atomic():
-        job = job_create(kind="demo", task=demo.demo_sleep, params={"steps": 3, "delay": 0.1})
+        job = job_create(kind="demo_sleep", params={"steps": 3, "delay": 0.1})
 
     wait_for(lambda: _finished(job), timeout=30, message="the demo job")
 
@@ -37,7 +38,7 @@ def test_worker_runs_job_to_success_and_records_progress_and_result(celery_worke
 @pytest.mark.worker
 def test_cancel_stops_a_running_job(celery_worker):
     with transaction.atomic():
-        job = job_create(kind="demo", task=demo.demo_sleep, params={"steps": 200, "delay": 0.1})
+        job = job_create(kind="demo_sleep", params={"steps": 200, "delay": 0.1})
     wait_for(lambda: Job.objects.get(pk=job.pk).status == Job.Status.RUNNING, message="job to start")
 
     job_request_cancel(job=job)
@@ -50,7 +51,7 @@ def test_cancel_stops_a_running_job(celery_worker):
 @pytest.mark.worker
 def test_error_message_of_a_failing_job_is_recorded(celery_worker):
     with transaction.atomic():
-        job = job_create(kind="demo", task=demo.demo_fail, params={"message": "disk on fire"})
+        job = job_create(kind="demo_fail", params={"message": "disk on fire"})
 
     wait_for(lambda: _finished(job), message="failing job")
 
@@ -80,15 +81,15 @@ def test_sweep_fails_running_jobs_without_heartbeat():
 
 
 def test_lock_refuses_second_owner_and_expired_lock_is_taken_over():
-    lock_acquire(resource="volume:a", owner="one", ttl=timedelta(seconds=60))
+    lock_acquire(resource=volume_lock("a"), owner="one", ttl=timedelta(seconds=60))
     with pytest.raises(LockHeld) as exc:
-        lock_acquire(resource="volume:a", owner="two", ttl=timedelta(seconds=60))
+        lock_acquire(resource=volume_lock("a"), owner="two", ttl=timedelta(seconds=60))
     assert exc.value.lock.owner == "one"
 
-    ResourceLock.objects.filter(resource="volume:a").update(expires_at=timezone.now() - timedelta(seconds=1))
-    lock_acquire(resource="volume:a", owner="two", ttl=timedelta(seconds=60))
-    assert ResourceLock.objects.get(resource="volume:a").owner == "two"
-    lock_release(resource="volume:a", owner="two")
+    ResourceLock.objects.filter(resource=volume_lock("a")).update(expires_at=timezone.now() - timedelta(seconds=1))
+    lock_acquire(resource=volume_lock("a"), owner="two", ttl=timedelta(seconds=60))
+    assert ResourceLock.objects.get(resource=volume_lock("a")).owner == "two"
+    lock_release(resource=volume_lock("a"), owner="two")
     assert not ResourceLock.objects.exists()
 
 
@@ -97,7 +98,7 @@ def test_worker_killed_mid_job_leaves_it_failed_not_running(worker_factory, sett
     queue = f"{os.environ['CELERY_QUEUE']}-doomed"
     worker = worker_factory(concurrency=1, name="doomed", queue=queue)
     with transaction.atomic():
-        job = job_create(kind="demo", task=demo.demo_sleep, params={"steps": 600, "delay": 0.1}, queue=queue)
+        job = job_create(kind="demo_sleep", params={"steps": 600, "delay": 0.1}, queue=queue)
     wait_for(lambda: Job.objects.get(pk=job.pk).progress_done > 2, message="job to make progress")
 
     worker.kill()
