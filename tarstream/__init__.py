@@ -1,14 +1,16 @@
 """Tar streams, compressed or not: reading, checking, hashing and writing them.
 
-The one place that knows the tar format. Backups stream and verify through it (`pack`,
-`verify_stream`: the counting walker), restores check and write through it and imports
-check and store through it (`TarScanner`: the checking scanner, `tar_chunks`,
-`HashingReader`); the engine adapter sends `LEAD_HEADER` first. Pure: no Django, no
-engine, no file system.
+The one place that knows the tar format, with one reader of its blocks (`TarWalker`).
+Backups stream and verify through it as it is (`pack`, `verify_stream`), restores check
+and write through it and imports check and store through it with the safety rules on
+top (`TarScanner`, `tar_chunks`, `HashingReader`); the engine adapter sends
+`LEAD_HEADER` first. Pure: no Django, no engine, no file system.
 
 - headers: header blocks, checksums, pax records, the headers Cargohold writes;
-- walker: `TarWalker` counts a trusted stream at almost no cost per byte;
-- scanner: `TarScanner` reads an untrusted stream as the engine will and refuses what is unsafe;
+- walker: `TarWalker`, the one block/header state machine: counts a stream, refuses a
+  damaged or truncated one, at almost no cost per byte and nothing kept per member;
+- scanner: `TarScanner`, the walker plus the rules for untrusted streams (paths, links,
+  devices, layouts, expansion limits; names rewritten for the ./ layout);
 - compression: compressors, format detection, bounded decompression;
 - hashing: SHA-256 while reading or writing;
 - limits: how far an untrusted archive may expand;

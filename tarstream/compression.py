@@ -29,7 +29,19 @@ MEDIA_TYPES = {"zstd": "application/zstd", "gzip": "application/gzip"}
 ZSTD_JOB_SIZE = 2 << 20
 
 
-class _Zstd:
+class _Streaming:
+    """A compressor over a library's compress object (`_obj`)."""
+
+    _obj = None
+
+    def feed(self, data) -> bytes:
+        return self._obj.compress(data)
+
+    def finish(self) -> bytes:
+        return self._obj.flush()
+
+
+class _Zstd(_Streaming):
     def __init__(self, level: int, threads: int):
         # threads=-1: as many workers as CPUs; compression then runs beside our reading.
         params = zstandard.ZstdCompressionParameters.from_level(
@@ -37,24 +49,12 @@ class _Zstd:
         )
         self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
 
-    def feed(self, data) -> bytes:
-        return self._obj.compress(data)
 
-    def finish(self) -> bytes:
-        return self._obj.flush()
-
-
-class _Gzip:
+class _Gzip(_Streaming):
     """Single-threaded gzip (one member)."""
 
     def __init__(self, level: int):
         self._obj = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip header and trailer
-
-    def feed(self, data) -> bytes:
-        return self._obj.compress(data)
-
-    def finish(self) -> bytes:
-        return self._obj.flush()
 
 
 GZIP_BLOCK = 4 << 20

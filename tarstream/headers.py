@@ -1,7 +1,8 @@
 """Tar header blocks: numbers, checksums, pax records, and the few headers Cargohold writes.
 
-Shared by the counting walker (backups), the checking scanner (restores, imports) and
-the engine adapter (the lead header), so all read and refuse alike.
+Shared by the walker (backups, restores, imports: tarstream.walker, with the safety rules
+of tarstream.scanner on top for untrusted streams) and the engine adapter (the lead
+header), so all read and refuse alike.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ class ArchiveError(CargoholdError):
     """The bytes are not a complete, well-formed archive."""
 
 
+def cstring(raw: bytes) -> bytes:
+    """A NUL-terminated header field, as Go's reader cuts it."""
+    return raw.split(b"\0", 1)[0]
+
+
 def parse_number(field_bytes: bytes) -> int:
     """A numeric header field: octal text, or GNU base-256 when the high bit is set."""
     if field_bytes and field_bytes[0] & 0x80:
@@ -44,7 +50,7 @@ def parse_number(field_bytes: bytes) -> int:
 def member_header(header: bytes, *, zero_blocks_before: int, at: int) -> tuple[bytes, int]:
     """Check a member's (non-zero) tar header; return its type flag and size.
 
-    Shared by the backup walker and the restore safety checker, so both refuse the same
+    The one header check of the walker, trusted stream or not: all refuse the same
     damaged streams with the same words.
     """
     if zero_blocks_before:
@@ -125,6 +131,11 @@ def encode_pax(records: dict[bytes, bytes]) -> bytes:
 
 def padded(payload: bytes) -> bytes:
     return payload + bytes(-len(payload) % BLOCK)
+
+
+def padded_size(size: int) -> int:
+    """The bytes `size` bytes of member data take in the stream: whole blocks."""
+    return -(-size // BLOCK) * BLOCK
 
 
 def with_checksum(header: bytearray) -> bytes:

@@ -1,9 +1,9 @@
 """Untrusted tar streams: read member headers as the engine will, refuse what is unsafe.
 
-Pure functions and a push parser over bytes: no Django, no engine, no file system.
-Restores never extract in Python: the Docker Engine extracts (through its archive
-endpoint, as root, keeping owners); we only validate the bytes and forward them. So the
-parser reads names exactly as the engine's Go `archive/tar` reader does — a GNU long
+The safety rules layered on the walker (tarstream.walker reads the blocks of trusted and
+untrusted streams alike): no Django, no engine, no file system. Restores never extract
+in Python: the Docker Engine extracts (through its archive endpoint, as root, keeping
+owners); we only validate the bytes and forward them. So the rules read names exactly as the engine's Go `archive/tar` reader does — a GNU long
 name beats a pax `path`, which beats the ustar prefix + name — and refuses anything
 where tar implementations could disagree (a pax `path` *and* a GNU long name on one
 member, data on a header-only member, old GNU sparse members), so what we checked is
@@ -34,18 +34,16 @@ has a `./` prefix too), so a restore checks the whole archive first, then writes
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from project.errors import CargoholdError
 from tarstream.headers import (
-    BLOCK, BLOCKDEV, CHAR, DIRECTORY, FIFO, GNU_LONGLINK, GNU_LONGNAME, GNU_MAGIC, HARDLINK, HEADER_ONLY, META,
-    META_LIMIT, PAX, PAX_GLOBAL, REGULAR, SYMLINK, USTAR_MAGIC, ArchiveError, encode_pax, member_header, meta_block,
-    padded, parse_number, parse_pax, pax_size, with_checksum,
+    BLOCKDEV, CHAR, DIRECTORY, FIFO, GNU_LONGLINK, GNU_LONGNAME, GNU_MAGIC, HARDLINK, HEADER_ONLY, PAX, PAX_GLOBAL,
+    SYMLINK, USTAR_MAGIC, ArchiveError, cstring, encode_pax, meta_block, padded, padded_size, parse_number, parse_pax,
+    with_checksum,
 )
 from tarstream.limits import ExpansionLimit
-from tarstream.walker import TarStats
-
-GROUP_LIMIT = 4 << 20  # all the extended headers of one member together
+from tarstream.walker import Group, TarStats, TarWalker
 NAME_LIMIT = 4096  # Linux PATH_MAX
 DEVICES = {CHAR, BLOCKDEV}
 TYPE_NAMES = {
@@ -93,19 +91,14 @@ class ScanResult:
     stats: TarStats
     layout: Layout
 
-def _cstring(raw: bytes) -> bytes:
-    """A NUL-terminated header field, as Go's reader cuts it."""
-    return raw.split(b"\0", 1)[0]
-
-
 def _header_names(header: bytes) -> tuple[bytes, bytes, str]:
     """(name, linkname, format) from a header block, applying the ustar prefix like Go."""
-    name = _cstring(header[0:100])
-    linkname = _cstring(header[157:257])
+    name = cstring(header[0:100])
+    linkname = cstring(header[157:257])
     magic = header[257:263]
     if magic == USTAR_MAGIC:
         star = header[508:512] == b"tar\x00"
-        prefix = _cstring(header[345:476] if star else header[345:500])
+        prefix = cstring(header[345:476] if star else header[345:500])
         if prefix:
             name = prefix + b"/" + name
         return name, linkname, "star" if star else "ustar"
@@ -124,47 +117,30 @@ def split_path(name: bytes, *, what: str = "member") -> tuple[bytes, ...]:
     return parts
 
 
-@dataclass
-class _Group:
-    """The blocks that make up one member before its data: meta records and the header."""
-
-    blocks: list = field(default_factory=list)  # (type, header bytes, payload bytes)
-    pax: dict = field(default_factory=dict)
-    long_name: bytes | None = None
-    long_link: bytes | None = None
-
-
-class TarScanner:
+class TarScanner(TarWalker):
     """Feed a tar stream in chunks of any size; every member is checked as it completes.
 
-    `rewrite_to` = Layout.DOT makes `feed()` return the stream with names rewritten to
-    `data/...` (a list of byte pieces); otherwise `feed()` returns nothing and the caller
-    forwards its own bytes unchanged. `expect` = a layout makes members that do not fit
-    it refused at once (the second pass of a restore knows the layout from the first).
-    Memory: one header group (meta records are at most META_LIMIT).
+    The walker (tarstream.walker) reads the blocks; this adds the rules and what they
+    remember (symlinks and files seen: per path, so only untrusted streams pay for them).
+    `rewrite` (with `expect` = Layout.DOT) makes `feed()` return the stream with names
+    rewritten to `data/...` (a list of byte pieces); otherwise `feed()` returns nothing
+    and the caller forwards its own bytes unchanged. `expect` = a layout makes members
+    that do not fit it refused at once (the second pass of a restore knows the layout
+    from the first). Memory: one header group (GROUP_LIMIT) and the two path sets.
     """
 
     def __init__(self, *, allow_devices: bool = False, expect: Layout | None = None, rewrite: bool = False,
                  limit: ExpansionLimit | None = None):
         if rewrite and expect is not Layout.DOT:
             raise ValueError("rewriting applies to the ./ layout only")
+        super().__init__()
         self.allow_devices = allow_devices
         # Checked against what each header announces (its data is not read yet), so a
         # bomb is refused at its first large member, before it is decompressed.
         self.limit = limit
-        self._at = 0  # stream offset of the byte being looked at
         self.expect = expect
         self.rewrite = rewrite
-        self.stats = TarStats()
-        self._buf = bytearray()  # header group bytes being collected
-        self._need = BLOCK  # bytes wanted in _buf before the next step
-        self._state = "header"  # header / meta / data / end
-        self._skip = 0  # data + padding bytes still to pass
-        self._group = _Group()
-        self._meta_type = b""
-        self._meta_size = 0
-        self._zero_blocks = 0
-        self._out: list = []
+        self._out = [] if rewrite else None
         # What the safety rules need to remember (paths as component tuples).
         self._symlinks: set[tuple[bytes, ...]] = set()
         self._non_dirs: set[tuple[bytes, ...]] = set()
@@ -175,98 +151,22 @@ class TarScanner:
         self._first_name: bytes | None = None
         self._data_root_replaced: tuple[bytes, Member] | None = None
 
-    # --- the byte machinery ------------------------------------------------------------
-
     def feed(self, data) -> list:
-        view = memoryview(data)
-        n = len(view)
-        base = self.stats.tar_bytes
-        self.stats.tar_bytes += n
         if self.limit is not None:
-            self.limit.check(self.stats.tar_bytes)
-        pos = 0
-        out = self._out
-        while pos < n:
-            if self._state == "data":
-                take = min(self._skip, n - pos)
-                if self.rewrite:
-                    out.append(view[pos : pos + take])
-                self._skip -= take
-                pos += take
-                if not self._skip:
-                    self._state = "header"
-                    self._need = BLOCK
-                continue
-            if self._state == "end":
-                rest = view[pos:]
-                if bytes(rest).count(0) != len(rest):
-                    raise ArchiveError("The archive has data after its end-of-archive marker.")
-                if self.rewrite:
-                    out.append(rest)
-                break
-            take = min(self._need - len(self._buf), n - pos)
-            self._buf += view[pos : pos + take]
-            pos += take
-            self._at = base + pos
-            if len(self._buf) < self._need:
-                break
-            if self._state == "header":
-                self._on_header(bytes(self._buf[-BLOCK:]))
-            else:
-                self._on_meta_payload()
+            self.limit.check(self.stats.tar_bytes + len(data))
+        super().feed(data)
         if not self.rewrite:
             return []
-        self._out = []
+        out, self._out = self._out, []
         return out
 
-    def _on_header(self, header: bytes) -> None:
-        if header.count(0) == BLOCK:
-            self._zero_blocks += 1
-            if self._group.blocks:
-                raise ArchiveError("The archive ends after an extended header, without its member.")
-            if self.rewrite:
-                self._out.append(header)
-            self._buf.clear()
-            self._need = BLOCK
-            if self._zero_blocks >= 2:
-                self._state = "end"
-            return
-        kind, size = member_header(header, zero_blocks_before=self._zero_blocks, at=self.stats.tar_bytes)
-        if kind in META:
-            self._meta_type = kind
-            self._meta_size = size
-            self._state = "meta"
-            self._need = len(self._buf) + -(-size // BLOCK) * BLOCK
-            if self._need > GROUP_LIMIT:
-                raise ArchiveError("The archive has more than 4 MiB of extended headers for one member.")
-            if size == 0:
-                self._on_meta_payload()
-            return
-        self._on_member(header, kind, size)
+    def _global_pax(self, payload: bytes) -> None:
+        records = parse_pax(payload)
+        if any(k in records for k in (b"path", b"linkpath")) or any(k.startswith(b"GNU.sparse") for k in records):
+            raise UnsafeArchive("Refused: the archive has a global pax header that renames members.")
 
-    def _on_meta_payload(self) -> None:
-        padded = -(-self._meta_size // BLOCK) * BLOCK
-        start = len(self._buf) - padded
-        payload = bytes(self._buf[start : start + self._meta_size])
-        header = bytes(self._buf[start - BLOCK : start])
-        group = self._group
-        kind = self._meta_type
-        group.blocks.append((kind, header, payload))
-        if kind == PAX:
-            group.pax.update(parse_pax(payload))
-        elif kind == PAX_GLOBAL:
-            records = parse_pax(payload)
-            if any(k in records for k in (b"path", b"linkpath")) or any(k.startswith(b"GNU.sparse") for k in records):
-                raise UnsafeArchive("Refused: the archive has a global pax header that renames members.")
-        elif kind == GNU_LONGNAME:
-            group.long_name = _cstring(payload)
-        elif kind == GNU_LONGLINK:
-            group.long_link = _cstring(payload)
-        self._state = "header"
-        self._need = len(self._buf) + BLOCK
-
-    def _on_member(self, header: bytes, kind: bytes, size: int) -> None:
-        group = self._group
+    def _member(self, header: bytes, kind: bytes, size: int, group: Group | None) -> int:
+        group = group or Group()
         name, linkname, fmt = _header_names(header)
         pax = group.pax
         if any(k.startswith(b"GNU.sparse") for k in pax) or kind == b"S":
@@ -289,8 +189,7 @@ class TarScanner:
             name = group.long_name
         if group.long_link is not None:
             linkname = group.long_link
-        if (declared := pax_size(pax)) is not None:
-            size = declared
+        size = group.declared_size(size)
         if b"\0" in name or b"\0" in linkname:
             raise UnsafeArchive(f"Refused: the member {show(name)!r} has a NUL byte in its name.")
         if not name:
@@ -309,35 +208,13 @@ class TarScanner:
             mode=parse_number(header[100:108]), uid=parse_number(header[108:116]), gid=parse_number(header[116:124]),
         )
         self.check(member)
-        self._count(member)
+        self.stats.count(kind, size)
         if self.rewrite:
             self._out.extend(self._rewritten(group, header, member))
-        self._group = _Group()
-        self._buf.clear()
         data = 0 if kind in HEADER_ONLY else size
-        self._skip = -(-data // BLOCK) * BLOCK
         if self.limit is not None:
-            self.limit.check(self._at + self._skip)
-        if self._skip:
-            self._state = "data"
-        else:
-            self._state = "header"
-            self._need = BLOCK
-
-    def _count(self, member: Member) -> None:
-        stats = self.stats
-        stats.entries += 1
-        if member.type in REGULAR:
-            stats.files += 1
-            stats.data_bytes += member.size
-        elif member.type == DIRECTORY:
-            stats.dirs += 1
-        elif member.type == SYMLINK:
-            stats.symlinks += 1
-        elif member.type == HARDLINK:
-            stats.hardlinks += 1
-        else:
-            stats.others += 1
+            self.limit.check(self._at + padded_size(data))
+        return data
 
     # --- the rules ---------------------------------------------------------------------
 
@@ -377,12 +254,11 @@ class TarScanner:
                 raise UnsafeArchive(self._root_replaced(name, member))
             if self._data_root_replaced is None:
                 self._data_root_replaced = (name, member)
-        for i in range(1, len(parts)):
-            if parts[:i] in self._symlinks:
-                raise UnsafeArchive(
-                    f"Refused: the member {show(name)!r} passes through the symlink "
-                    f"{show(b'/'.join(parts[:i]))!r} of the archive (it could write outside the volume)."
-                )
+        if (link := self._symlink_on(parts)) is not None:
+            raise UnsafeArchive(
+                f"Refused: the member {show(name)!r} passes through the symlink "
+                f"{show(link)!r} of the archive (it could write outside the volume)."
+            )
         if member.type == HARDLINK:
             if not member.linkname:
                 raise UnsafeArchive(f"Refused: the hardlink {show(name)!r} has no target.")
@@ -392,12 +268,10 @@ class TarScanner:
                 raise UnsafeArchive(
                     f"Refused: the hardlink {show(name)!r} points outside the volume ({show(member.linkname)!r})."
                 ) from None
-            for i in range(1, len(target)):
-                if target[:i] in self._symlinks:
-                    raise UnsafeArchive(
-                        f"Refused: the hardlink {show(name)!r} points through the symlink "
-                        f"{show(b'/'.join(target[:i]))!r} of the archive."
-                    )
+            if (link := self._symlink_on(target)) is not None:
+                raise UnsafeArchive(
+                    f"Refused: the hardlink {show(name)!r} points through the symlink {show(link)!r} of the archive."
+                )
             if target not in self._non_dirs:
                 raise UnsafeArchive(
                     f"Refused: the hardlink {show(name)!r} points to {show(member.linkname)!r}, which is not "
@@ -419,6 +293,13 @@ class TarScanner:
             self._symlinks.discard(parts)
             self._non_dirs.add(parts)
 
+    def _symlink_on(self, parts: tuple[bytes, ...]) -> bytes | None:
+        """The archive's symlink that a path passes through (a parent of it), if any."""
+        for i in range(1, len(parts)):
+            if parts[:i] in self._symlinks:
+                return b"/".join(parts[:i])
+        return None
+
     @staticmethod
     def _root_replaced(name: bytes, member: Member) -> str:
         return f"Refused: the member {show(name)!r} would replace the volume's root with a {member.kind}."
@@ -433,10 +314,7 @@ class TarScanner:
 
     def close(self) -> ScanResult:
         """The end of the stream: complete, and one known layout."""
-        if self._state in ("data", "meta") or self._buf or self._group.blocks:
-            raise ArchiveError("The archive is truncated: it ends in the middle of a member.")
-        if self._state != "end":
-            raise ArchiveError("The archive is truncated: it has no end-of-archive marker.")
+        self._check_complete()
         if not self.stats.entries:
             raise ArchiveError("The archive is empty: it has no members.")
         if self._all_data and not (self._all_dot and self._data_root_replaced):
@@ -454,7 +332,7 @@ class TarScanner:
 
     # --- rewriting ./ names to data/ ------------------------------------------------------
 
-    def _rewritten(self, group: _Group, header: bytes, member: Member) -> list[bytes]:
+    def _rewritten(self, group: Group, header: bytes, member: Member) -> list[bytes]:
         parts = split_path(member.name)
         name = b"/".join((b"data", *parts))
         if member.type == DIRECTORY:
