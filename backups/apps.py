@@ -7,11 +7,19 @@ class BackupsConfig(AppConfig):
 
     def ready(self):
         from accounts import roles
-        from jobs import kinds, recovery
+        from backups import imports, recovery, services, worker
+        from jobs import kinds
+        from jobs import recovery as jobs_recovery
 
-        from backups import services
-
-        kinds.register(services.KIND_BACKUP, "backup", cancel_perm=roles.RUN_BACKUP)
-        kinds.register(services.KIND_VERIFY, "backup verification", cancel_perm=roles.RUN_BACKUP)
-        kinds.register(services.KIND_DELETE, "backup deletion", cancel_perm=roles.MANAGE_POLICIES, cancellable=False)
-        recovery.register(services.backups_recover)
+        kinds.register(services.KIND_BACKUP, "backup", perform=worker.backup_perform, on_end=worker.backup_on_end,
+                       cancel_perm=roles.RUN_BACKUP)
+        kinds.register(services.KIND_VERIFY, "backup verification", perform=worker.backup_verify_perform,
+                       cancel_perm=roles.RUN_BACKUP)
+        kinds.register(services.KIND_DELETE, "backup deletion", perform=worker.backup_delete_perform,
+                       cancel_perm=roles.MANAGE_POLICIES, cancellable=False)
+        # Recorded ended by the catalogue rescan: nothing to perform, nothing to cancel.
+        kinds.register(services.KIND_FOUND, "backup found in storage", cancellable=False)
+        kinds.register(imports.KIND_IMPORT, "archive import", perform=imports.import_perform,
+                       on_end=imports.import_on_end, cancel_perm=roles.DOWNLOAD_ARCHIVE)
+        jobs_recovery.register(recovery.backups_recover)
+        jobs_recovery.register(imports.uploads_clean)

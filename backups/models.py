@@ -1,28 +1,21 @@
 """The backup catalogue. Storage holds the truth (archive + manifest); these rows index it.
 
-A Backup is created queued by `services.backup_start` together with its `jobs.Job`
-(progress, heartbeat, cancel, error live on the job while it runs); the worker moves
-the Backup through running -> succeeded / failed / cancelled. `rescan_backups` can
-rebuild the succeeded rows from the manifests in storage.
+Every Backup has a job, and its run's state (status, error, finished_at, who started it)
+is the job's (jobs.state.JobState): `backup_start` creates both queued, the worker's
+runner moves the job on. A safety backup has its own child job; a backup found in
+storage by the catalogue rescan gets a succeeded job of kind "backup_found".
 """
 
 import uuid
 
-from django.conf import settings
 from django.db import models
 
-from jobs.models import Job, StartedBy
+from jobs.models import Job
+from jobs.state import JobState, JobStateManager
 from volumes.models import Volume
 
 
-class Backup(StartedBy, models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued", "queued"
-        RUNNING = "running", "running"
-        SUCCEEDED = "succeeded", "succeeded"
-        FAILED = "failed", "failed"
-        CANCELLED = "cancelled", "cancelled"
-
+class Backup(JobState, models.Model):
     class Origin(models.TextChoices):
         MANUAL = "manual", "manual"  # a person, from a page or the CLI
         SCHEDULE = "schedule", "schedule"
@@ -33,15 +26,13 @@ class Backup(StartedBy, models.Model):
         ZSTD = "zstd", "zstd"
         GZIP = "gzip", "gzip"
 
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
-
     # Names files in storage and matches manifests to rows when the catalogue is rebuilt.
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="backups")
+    # PROTECT: a job is never deleted under the backup whose state it holds.
+    job = models.ForeignKey(Job, on_delete=models.PROTECT, related_name="backups")
     # SET_NULL and the name as text: a backup outlives its volume's record.
     volume = models.ForeignKey(Volume, null=True, blank=True, on_delete=models.SET_NULL, related_name="backups")
     volume_name = models.CharField(max_length=255, db_index=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.MANUAL, db_index=True)
     compression = models.CharField(max_length=8, choices=Compression.choices, default=Compression.ZSTD)
 
@@ -72,26 +63,21 @@ class Backup(StartedBy, models.Model):
 
     keep = models.BooleanField(default=False)  # retention never deletes it
     manifest = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
 
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    trigger = models.CharField(max_length=16, default="user")  # user / cli / schedule / system / rescan
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # When the work began, after the wait for the volume's lock (the job's started_at is
+    # when a worker took it): a backup's duration and its archive's name count from here.
     started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobStateManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        base_manager_name = "objects"
         indexes = [models.Index(fields=["volume_name", "-created_at"])]
 
     def __str__(self):
         return f"backup #{self.pk} of {self.volume_name} ({self.status})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in self.ACTIVE
 
     @property
     def is_restorable(self) -> bool:

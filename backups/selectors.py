@@ -42,7 +42,7 @@ class BackupFilters:
 
 
 def backup_list(*, filters: BackupFilters | None = None) -> QuerySet[Backup]:
-    qs = Backup.objects.select_related("created_by", "job")
+    qs = Backup.objects.select_related("job__created_by")
     if filters is None:
         return qs
     if filters.volume:
@@ -64,15 +64,15 @@ def backups_active(*, limit: int = 20) -> tuple[list[Backup], int]:
     """The oldest active backups (each polls its job: a bulk run of hundreds shows the
     first few) and how many are active in all."""
     qs = Backup.objects.filter(status__in=Backup.ACTIVE)
-    return list(qs.select_related("job", "created_by").order_by("created_at", "id")[:limit]), qs.count()
+    return list(qs.select_related("job__created_by").order_by("created_at", "id")[:limit]), qs.count()
 
 
 def backups_of_volume(*, name: str, limit: int = 10) -> list[Backup]:
-    return list(Backup.objects.filter(volume_name=name).select_related("created_by", "job")[:limit])
+    return list(Backup.objects.filter(volume_name=name).select_related("job__created_by")[:limit])
 
 
 def backup_detail(*, backup_id: int) -> Backup | None:
-    return Backup.objects.select_related("created_by", "job", "volume").filter(pk=backup_id).first()
+    return Backup.objects.select_related("job__created_by", "volume").filter(pk=backup_id).first()
 
 
 def backup_volume_names() -> list[str]:

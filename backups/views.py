@@ -2,7 +2,6 @@ from django.contrib import messages
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from accounts import roles
 from accounts.permissions import require
@@ -12,6 +11,7 @@ from backups.forms import BackupForm, BulkBackupForm
 from backups.models import Backup
 from backups.storage import StorageError, get_storage
 from jobs import kinds
+from jobs.polling import job_latest, poll_response
 from project.errors import CargoholdError
 from volumes import selectors as volume_selectors
 
@@ -49,12 +49,12 @@ def backup_list(request):
 @require_GET
 def backup_detail(request, backup_id: int):
     backup = _get_backup_for_user(request, backup_id)
-    context = {"backup": backup, "job": backup.job, "kind": kinds.get(services.KIND_BACKUP)}
+    follow_up = job_latest(kinds=[services.KIND_VERIFY], backup=backup.pk)  # Verify's job, shown here
+    active = backup.is_active or bool(follow_up and follow_up.is_active)
+    context = {"backup": backup, "job": backup.job, "kind": kinds.get(services.KIND_BACKUP), "follow_up": follow_up,
+               "follow_up_kind": follow_up and kinds.get(follow_up.kind), "poll_active": active}
     if request.htmx:
-        response = render(request, "backups/detail.html#facts", context)
-        if not backup.is_active:
-            response.status_code = HttpResponseStopPolling.status_code
-        return response
+        return poll_response(request, "backups/detail.html#status", context, active=active)
     return render(request, "backups/detail.html", context)
 
 

@@ -77,11 +77,10 @@ def setup_django(var_dir: Path) -> None:
 
 def child(job_id: int) -> None:
     """Run one backup job in this (fresh) process and report time and peak memory."""
-    from backups import services
-    from jobs.runner import run_job
+    from jobs.runner import job_perform
 
     started = time.monotonic()
-    status = run_job(job_id, services.backup_run)
+    status = job_perform(job_id)
     seconds = time.monotonic() - started
     from jobs.models import Job
 
@@ -103,10 +102,11 @@ def peak_rss_kib() -> int:
 
 
 def cargohold_backup(volume: str, compression: str, level: int | None = None) -> dict:
-    from backups import services, tasks
+    from backups import services
     from backups.models import Backup
+    from jobs import tasks
 
-    tasks.backup_volume.delay = lambda *args, **kwargs: None  # the child runs it, not a worker
+    tasks.run_job.apply_async = lambda *args, **kwargs: None  # the child runs it, not a worker
     backup = services.backup_start(volume_name=volume, compression=compression, trigger="bench")
     env = dict(os.environ)
     if level is not None:

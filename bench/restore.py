@@ -100,11 +100,10 @@ def peak_rss_kib() -> int:
 def child(job_id: int) -> None:
     """Run one restore job in this (fresh) process; report time and peak memory."""
     from jobs.models import Job
-    from jobs.runner import run_job
-    from restores import services
+    from jobs.runner import job_perform
 
     started = time.monotonic()
-    status = run_job(job_id, services.restore_run)
+    status = job_perform(job_id)
     seconds = time.monotonic() - started
     job = Job.objects.get(pk=job_id)
     print(json.dumps({"status": status, "error": job.error, "seconds": seconds, "result": job.result,
@@ -114,7 +113,9 @@ def child(job_id: int) -> None:
 def run_restores(*, volume: str, out: Path, helper: str, bench_script: str, sh, human) -> dict[str, dict]:
     """Time the three restores of `volume`'s content; returns {name: {seconds, exact, diff}}."""
     from backups.models import Backup
-    from restores import services, tasks
+    from unittest import mock
+
+    from restores import services
     from volumes import engine
 
     source_mount = engine.inspect_volume(volume).mountpoint
@@ -148,8 +149,8 @@ def run_restores(*, volume: str, out: Path, helper: str, bench_script: str, sh, 
         backup = (Backup.objects.filter(volume_name=volume, status="succeeded", compression="zstd")
                   .order_by("-finished_at").first())
         target = f"{volume}-r-cargohold-{stamp}"
-        tasks.run_restore.delay = lambda *args, **kwargs: None  # the child runs it, not a worker
-        restore = services.restore_new_start(backup=backup, volume_name=target, trigger="bench")
+        with mock.patch("jobs.services.job_enqueue"):  # the child runs it, not a worker
+            restore = services.restore_new_start(backup=backup, volume_name=target, trigger="bench")
         made.append(target)
         proc = subprocess.run([sys.executable, bench_script, "--restore-child", str(restore.job_id)],
                               env=dict(os.environ), check=True, capture_output=True, text=True)

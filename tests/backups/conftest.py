@@ -11,11 +11,9 @@ def no_enqueue(monkeypatch):
 
     (A session worker started by another test would otherwise race us for the job.)
     """
-    from backups import tasks
+    from jobs import tasks
 
-    monkeypatch.setattr(tasks.backup_volume, "delay", lambda *args, **kwargs: None)
-    monkeypatch.setattr(tasks.verify_backup, "delay", lambda *args, **kwargs: None)
-    monkeypatch.setattr(tasks.delete_backup, "delay", lambda *args, **kwargs: None)
+    monkeypatch.setattr(tasks.run_job, "apply_async", lambda *args, **kwargs: None)
 
 
 @pytest.fixture
@@ -45,12 +43,26 @@ def volume_with_files():
 
 
 def run_backup(backup):
-    """Run a queued backup's job with the real runner and handler, in this process."""
-    from backups import services
-    from jobs.runner import run_job
+    """Perform a queued backup's job with the real runner and its kind, in this process."""
+    from jobs.runner import job_perform
 
-    run_job(backup.job_id, services.backup_run)
-    services.backup_sync_with_job(job_id=backup.job_id)
+    job_perform(backup.job_id)
     backup.refresh_from_db()
-    backup.job.refresh_from_db()
     return backup
+
+
+JOB_STATE = ("status", "error", "created_by", "trigger", "started_at", "finished_at")
+
+
+def backup_row(**fields):
+    """A Backup row (no archive made) whose job holds the given state: `status`, `error`,
+    `created_by`, `trigger`, `finished_at` go to the job (ended jobs count as handled);
+    the rest to the backup."""
+    from backups.models import Backup
+    from jobs.models import Job
+
+    state = {name: fields.pop(name) for name in JOB_STATE if name in fields and name != "started_at"}
+    state.setdefault("status", Job.Status.QUEUED)
+    job = Job.objects.create(kind="backup", target=fields.get("volume_name", ""),
+                             end_handled=state["status"] not in Job.ACTIVE, **state)
+    return Backup.objects.create(job=job, **fields)

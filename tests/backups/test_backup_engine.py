@@ -12,11 +12,12 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from backups import services
+from backups import recovery, services, worker
 from backups.models import Backup
 from backups.storage import get_storage, manifest_key
 from jobs.models import Job, ResourceLock
-from jobs.services import job_request_cancel, lock_acquire, lock_release
+from jobs.locks import lock_acquire, lock_release, volume_lock
+from jobs.services import job_request_cancel
 from tests import dockercli
 from tests.backups.conftest import run_backup
 from tests.backups.engineproxy import EngineProxy
@@ -198,7 +199,7 @@ def test_volume_removed_while_queued_fails_with_that_message_and_is_not_recreate
 def test_a_second_backup_waits_for_the_lock_then_runs(no_enqueue, backup_root, settings, volume_with_files):
     name = volume_with_files()
     settings.BACKUP_LOCK_WAIT_SECONDS = 30
-    held = lock_acquire(resource=f"volume:{name}", owner="a restore", ttl=__import__("datetime").timedelta(minutes=5))
+    held = lock_acquire(resource=volume_lock(name), owner="a restore", ttl=__import__("datetime").timedelta(minutes=5))
     threading.Timer(2.0, lambda: lock_release(resource=held.resource, owner="a restore")).start()
 
     backup = run_backup(new_backup(name))
@@ -212,14 +213,14 @@ def test_a_backup_is_refused_when_the_volume_stays_busy(no_enqueue, backup_root,
 
     name = volume_with_files()
     settings.BACKUP_LOCK_WAIT_SECONDS = 1
-    lock_acquire(resource=f"volume:{name}", owner="job 999 (restore) on elsewhere", ttl=timedelta(minutes=5))
+    lock_acquire(resource=volume_lock(name), owner="job 999 (restore) on elsewhere", ttl=timedelta(minutes=5))
 
     backup = run_backup(new_backup(name))
 
     assert backup.status == Backup.Status.FAILED
-    assert f"volume:{name} is busy: job 999 (restore) on elsewhere holds it" in backup.error
+    assert f"{volume_lock(name)} is busy: job 999 (restore) on elsewhere holds it" in backup.error
     assert list(get_storage().list_keys()) == []
-    assert ResourceLock.objects.get(resource=f"volume:{name}").owner.startswith("job 999")
+    assert ResourceLock.objects.get(resource=volume_lock(name)).owner.startswith("job 999")
 
 
 def _started_at(container: str) -> str:
@@ -298,19 +299,17 @@ def test_recovery_starts_containers_a_crashed_backup_left_stopped(no_enqueue, ba
     cid = json.loads(dockercli.docker("inspect", user))[0]["Id"]
     backup = new_backup(name, stop_containers=True)
     # What a backup killed mid-way leaves: recorded, stopped, its job failed by the sweep.
-    Backup.objects.filter(pk=backup.pk).update(
-        status=Backup.Status.RUNNING, stopped_containers=[{"id": cid, "name": user}], restart_pending=True
-    )
+    Backup.objects.filter(pk=backup.pk).update(stopped_containers=[{"id": cid, "name": user}], restart_pending=True)
     dockercli.docker("stop", "-t", "1", user)
     Job.objects.filter(pk=backup.job_id).update(status=Job.Status.FAILED, error="The worker running this job stopped")
 
-    report = services.backups_recover()
+    report = recovery.backups_recover()
 
     backup.refresh_from_db()
     assert dockercli.container_state(user) == "running"
     assert not backup.restart_pending and backup.pk in report["restarted"]
     assert backup.status == Backup.Status.FAILED and "worker" in backup.error
-    assert services.backups_recover()["restarted"] == []  # done once, not again
+    assert recovery.backups_recover()["restarted"] == []  # done once, not again
 
 
 def test_cancel_mid_stream_removes_the_partial_file_and_restarts_containers(no_enqueue, backup_root, settings, tmp_path, volume_with_files):
@@ -363,7 +362,7 @@ def test_engine_connection_lost_mid_stream_fails_cleanly_and_the_next_backup_suc
     assert "Unexpected" not in backup.error
     assert helpers_of(backup.job_id) == []
     assert list(get_storage().list_keys()) == [] and not list(Path(backup_root).rglob(".tmp-*"))
-    assert not ResourceLock.objects.filter(resource=f"volume:{name}").exists()
+    assert not ResourceLock.objects.filter(resource=volume_lock(name)).exists()
 
     again = run_backup(new_backup(name))
     assert again.status == Backup.Status.SUCCEEDED, again.error
@@ -416,14 +415,14 @@ def test_verify_reports_a_corrupted_archive_and_the_command_fails(no_enqueue, ba
 
 
 def test_verify_job_marks_a_truncated_archive(no_enqueue, backup_root, volume_with_files):
-    from jobs.runner import run_job
+    from jobs.runner import job_perform
 
     name = volume_with_files()
     backup = run_backup(new_backup(name))
     os.truncate(backup.location, backup.size_bytes - 100)
 
     job = services.backup_verify_start(backup=backup)
-    run_job(job.pk, services.backup_verify_run)
+    job_perform(job.pk)
 
     job.refresh_from_db()
     backup.refresh_from_db()
@@ -460,6 +459,92 @@ def test_rescan_rebuilds_the_catalogue_from_manifests(no_enqueue, backup_root, v
     assert gone.missing and not gone.is_restorable
 
 
+def test_rescan_gives_each_found_backup_a_succeeded_job_of_its_own(no_enqueue, backup_root, volume_with_files):
+    from backups.catalogue import backups_rescan
+
+    name = volume_with_files()
+    made = run_backup(new_backup(name))
+    Backup.objects.all().delete()  # the database is lost; the jobs of that time go with it
+    Job.objects.all().delete()
+
+    report = backups_rescan()
+
+    found = Backup.objects.get()
+    assert report["added"] == [found.pk] and found.uid == made.uid
+    assert (found.job.kind, found.job.status, found.job.trigger) == ("backup_found", Job.Status.SUCCEEDED, "rescan")
+    assert found.job.end_handled and found.job.finished_at is not None  # ended: no worker, no on_end
+    assert found.status == Backup.Status.SUCCEEDED and found.is_restorable
+    assert Backup.objects.filter(status=Backup.Status.SUCCEEDED).count() == 1
+    assert found.started_at == made.started_at
+
+
+def _parent_context(name: str):
+    """A running job of this process, as a restore in place is when it takes its safety backup."""
+    from django.utils import timezone
+
+    from jobs.runner import JobContext, worker_id
+    from jobs.services import job_create
+
+    parent = job_create(kind="restore_in_place", target=name, enqueue=False)
+    Job.objects.filter(pk=parent.pk).update(status=Job.Status.RUNNING, started_at=timezone.now(),
+                                            heartbeat_at=timezone.now(), worker=worker_id())
+    parent.refresh_from_db()
+    return JobContext(parent)
+
+
+def _safety_row(name: str) -> Backup:
+    from jobs.services import job_create
+    from volumes.models import Volume
+
+    child = job_create(kind=services.KIND_BACKUP, target=name, enqueue=False)
+    return Backup.objects.create(job=child, volume=Volume.objects.get(name=name), volume_name=name,
+                                 origin=Backup.Origin.SAFETY)
+
+
+def test_backup_write_fills_a_row_with_its_own_job_while_the_caller_holds_the_volume_lock(
+        no_enqueue, backup_root, volume_with_files):
+    from accounts.models import AuditEvent
+    from jobs.runner import job_inline
+
+    name = volume_with_files()
+    parent = _parent_context(name)
+    backup = _safety_row(name)
+
+    with parent.lock(volume_lock(name)):
+        with job_inline(backup.job, parent=parent) as ctx:
+            worker.backup_write(ctx, backup)
+        holder = ResourceLock.objects.get(resource=volume_lock(name))
+
+    backup.refresh_from_db()
+    assert holder.job_id == parent.job.pk  # the caller's lock, never taken again inside
+    assert backup.status == Backup.Status.SUCCEEDED and backup.job_id != parent.job.pk
+    assert backup.verified and Path(backup.location).is_file()
+    assert get_storage().exists(manifest_key(backup.key))
+    assert Job.objects.get(pk=parent.job.pk).status == Job.Status.RUNNING  # the caller's job goes on
+    assert AuditEvent.objects.filter(action="backup_finish", object_name=name, result="ok").count() == 1
+
+
+def test_a_failed_backup_write_fails_only_its_own_job(no_enqueue, backup_root, volume_with_files):
+    from accounts.models import AuditEvent
+    from jobs.runner import job_inline
+    from project.errors import CargoholdError
+
+    name = volume_with_files()
+    parent = _parent_context(name)
+    backup = _safety_row(name)
+    dockercli.docker("volume", "rm", name)
+
+    with pytest.raises(CargoholdError, match="no longer exists"):
+        with job_inline(backup.job, parent=parent) as ctx:
+            worker.backup_write(ctx, backup)
+
+    backup.refresh_from_db()
+    assert backup.status == Backup.Status.FAILED and "no longer exists" in backup.error
+    assert Job.objects.get(pk=parent.job.pk).status == Job.Status.RUNNING
+    assert list(get_storage().list_keys()) == []
+    assert AuditEvent.objects.filter(action="backup_finish", object_name=name, result="error").count() == 1
+
+
 def test_list_backups_json_has_the_fields_scripts_need(no_enqueue, backup_root, volume_with_files, capsys):
     name = volume_with_files()
     other = volume_with_files()
@@ -484,7 +569,7 @@ def test_delete_removes_archive_manifest_and_row(no_enqueue, backup_root, volume
     backup = run_backup(new_backup(name))
     path = Path(backup.location)
 
-    services.backup_delete(backup=backup)
+    worker.backup_delete(backup=backup)
 
     assert not path.exists() and not Path(str(path) + ".manifest.json").exists()
     assert not Backup.objects.filter(pk=backup.pk).exists()
@@ -497,10 +582,10 @@ def test_recovery_removes_temporary_files_of_dead_backups_only(no_enqueue, backu
     storage = get_storage()
     dead_writer = storage.open_temp_writer(f"{name}/x.tar.zst", token=dead.uid.hex)
     alive_writer = storage.open_temp_writer(f"{name}/y.tar.zst", token=alive.uid.hex)
-    Backup.objects.filter(pk=dead.pk).update(status=Backup.Status.FAILED)
-    Backup.objects.filter(pk=alive.pk).update(status=Backup.Status.RUNNING)
+    Job.objects.filter(pk=dead.job_id).update(status=Job.Status.FAILED)
+    Job.objects.filter(pk=alive.job_id).update(status=Job.Status.RUNNING)
 
-    services.backups_recover()
+    recovery.backups_recover()
 
     assert not dead_writer.temp.exists() and alive_writer.temp.exists()
 

@@ -10,6 +10,7 @@ from accounts.models import AuditEvent
 import tarstream as archive
 from backups.models import Backup
 from backups.storage import get_storage
+from tests.backups.conftest import backup_row
 from jobs.models import Job
 from volumes.models import Container, Mount, Volume
 
@@ -41,7 +42,7 @@ def stored_backup(volume_name="shop_db", **fields) -> Backup:
         size_bytes=packed.compressed_bytes, bytes_read=packed.stats.tar_bytes, file_count=1, verified=True,
     )
     values.update(fields)
-    return Backup.objects.create(**values)
+    return backup_row(**values)
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def volume():
 
 def test_list_shows_backups_with_their_columns(client_for, volume):
     stored_backup()
-    Backup.objects.create(volume_name="other", status=Backup.Status.FAILED, error="disk on fire")
+    backup_row(volume_name="other", status=Backup.Status.FAILED, error="disk on fire")
 
     response = client_for("Viewer").get("/backups/")
 
@@ -66,7 +67,7 @@ def test_list_shows_backups_with_their_columns(client_for, volume):
 
 def test_list_filters_by_volume_status_and_date(client_for, volume):
     stored_backup()
-    Backup.objects.create(volume_name="other", status=Backup.Status.FAILED)
+    backup_row(volume_name="other", status=Backup.Status.FAILED)
     client = client_for("Viewer")
 
     by_volume = client.get("/backups/?volume=other").content.decode()
@@ -105,8 +106,7 @@ def test_list_refuses_post(client_for):
 
 
 def test_detail_polls_while_active_and_stops_when_done(client_for, volume):
-    job = Job.objects.create(kind="backup", target="shop_db", status=Job.Status.RUNNING)
-    running = Backup.objects.create(volume_name="shop_db", status=Backup.Status.RUNNING, job=job)
+    running = backup_row(volume_name="shop_db", status=Backup.Status.RUNNING)
     done = stored_backup()
     client = client_for("Viewer")
 
@@ -298,7 +298,7 @@ def test_viewers_may_not_download(client_for, volume):
 
 
 def test_download_of_a_failed_backup_is_404(client_for):
-    backup = Backup.objects.create(volume_name="x", status=Backup.Status.FAILED)
+    backup = backup_row(volume_name="x", status=Backup.Status.FAILED)
 
     assert client_for("Operator").get(f"/backups/{backup.pk}/download/").status_code == 404
 
@@ -347,7 +347,7 @@ def test_verify_is_refused_to_viewers_and_to_get(client_for, volume):
 def test_delete_asks_for_confirmation_then_the_worker_removes_archive_and_row(client_for, volume):
     import os
 
-    from backups import services
+    from backups import worker
     from jobs.runner import JobContext
 
     backup = stored_backup()
@@ -363,7 +363,7 @@ def test_delete_asks_for_confirmation_then_the_worker_removes_archive_and_row(cl
     job = Job.objects.get(kind="backup_delete")
     assert confirmed.status_code == 302 and confirmed.url == f"/jobs/{job.pk}/"
     assert job.params == {"backup": backup.pk} and job.created_by.username.startswith("admin")
-    services.backup_delete_run(JobContext(job))  # what the worker does
+    worker.backup_delete_perform(JobContext(job))  # what the worker does
     assert not Backup.objects.filter(pk=backup.pk).exists()
     assert not os.path.exists(backup.location)
     event = AuditEvent.objects.get(action="backup_delete")
@@ -382,8 +382,7 @@ def test_only_admins_may_delete(client_for, volume, role, method):
 
 
 def test_a_running_backup_cannot_be_deleted(client_for, volume):
-    job = Job.objects.create(kind="backup", status=Job.Status.RUNNING)
-    backup = Backup.objects.create(volume_name="shop_db", status=Backup.Status.RUNNING, job=job)
+    backup = backup_row(volume_name="shop_db", status=Backup.Status.RUNNING)
 
     response = client_for("Admin").post(f"/backups/{backup.pk}/delete/", {"confirm": str(backup.pk)}, follow=True)
 
@@ -393,10 +392,10 @@ def test_a_running_backup_cannot_be_deleted(client_for, volume):
 def test_a_backup_being_verified_cannot_be_deleted(client_for, volume):
     from datetime import timedelta
 
-    from jobs.services import lock_acquire
+    from jobs.locks import backup_lock, lock_acquire
 
     backup = stored_backup()
-    lock_acquire(resource=f"backup:{backup.pk}", owner="job 7 (backup_verify)", ttl=timedelta(minutes=1))
+    lock_acquire(resource=backup_lock(backup.pk), owner="job 7 (backup_verify)", ttl=timedelta(minutes=1))
 
     response = client_for("Admin").post(f"/backups/{backup.pk}/delete/", {"confirm": str(backup.pk)}, follow=True)
 
@@ -407,14 +406,14 @@ def test_a_backup_being_verified_cannot_be_deleted(client_for, volume):
 def test_the_worker_refuses_to_delete_a_backup_that_is_being_read(client_for, volume):
     from datetime import timedelta
 
-    from backups import services
-    from jobs.services import lock_acquire
+    from backups import worker
+    from jobs.locks import backup_lock, lock_acquire
 
     backup = stored_backup()
-    lock_acquire(resource=f"backup:{backup.pk}", owner="job 8 (restore)", ttl=timedelta(minutes=1))
+    lock_acquire(resource=backup_lock(backup.pk), owner="job 8 (restore)", ttl=timedelta(minutes=1))
 
     with pytest.raises(Exception, match="in use: job 8"):
-        services.backup_delete(backup=backup)
+        worker.backup_delete(backup=backup)
     assert Backup.objects.filter(pk=backup.pk).exists()
 
 

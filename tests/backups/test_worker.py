@@ -12,11 +12,13 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import AuditEvent
-from backups import services, tasks
+from backups import services
 from backups.models import Backup
 from backups.storage import get_storage
+from jobs.locks import volume_lock
 from jobs.models import Job, ResourceLock
 from jobs.services import job_request_cancel
+from jobs.tasks import run_job
 from tests import dockercli
 from tests.backups.engineproxy import EngineProxy
 from tests.conftest import ROOT, _test_env, wait_for
@@ -93,10 +95,23 @@ def test_a_backup_cancelled_while_queued_ends_cancelled(no_enqueue):
     backup = services.backup_start(volume_name=name)
     job_request_cancel(job=backup.job)
 
-    tasks.backup_volume(backup.job_id)  # the message arrives after the cancel
+    run_job(backup.job_id)  # the message arrives after the cancel
 
     backup.refresh_from_db()
     assert backup.status == Backup.Status.CANCELLED and not backup.key
+
+
+def test_a_backup_cancelled_while_queued_is_audited_once_however_often_its_message_comes(no_enqueue):
+    name = _volume()
+    backup = services.backup_start(volume_name=name)
+    job_request_cancel(job=backup.job)
+
+    run_job(backup.job_id)
+    run_job(backup.job_id)  # delivered again
+
+    finished = AuditEvent.objects.filter(action="backup_finish", object_name=name)
+    assert [(e.result, e.params["status"]) for e in finished] == [("error", "cancelled")]
+    assert Job.objects.get(pk=backup.job_id).end_handled
 
 
 def test_worker_killed_mid_backup_leaves_nothing_half_done_and_the_next_backup_succeeds(
@@ -142,8 +157,10 @@ def test_worker_killed_mid_backup_leaves_nothing_half_done_and_the_next_backup_s
     wait_for(lambda: not list(Path(settings.BACKUP_ROOT).rglob(".tmp-*")), timeout=30, message="temp file removal")
     assert not get_storage().exists(backup.key)  # nothing under a final name
     assert [k for k in get_storage().list_keys() if k.startswith(f"{name}/")] == []
-    assert not ResourceLock.objects.filter(resource=f"volume:{name}").exists()
+    assert not ResourceLock.objects.filter(resource=volume_lock(name)).exists()
     assert dockercli.docker("ps", "-aq", "--filter", f"label=cargohold.job={backup.job_id}") == ""
+    # The sweep's on_end ended it once, in the survivor: audited as failed.
+    assert AuditEvent.objects.filter(action="backup_finish", object_name=name, result="error").count() == 1
 
     with transaction.atomic():
         again = services.backup_start(volume_name=name, queue=queue)

@@ -2,14 +2,14 @@
 
 from django.core.management.base import BaseCommand
 
-from backups import services
+from backups import catalogue
 
 
 class Command(BaseCommand):
     help = "Add catalogue rows for manifests in storage, and flag rows whose archive is gone."
 
     def handle(self, *args, **options):
-        report = services.backups_rescan()
+        report = catalogue.backups_rescan()
         self.stdout.write(
             f"added {len(report['added'])}, updated {len(report['updated'])}, "
             f"missing archives {len(report['missing'])}, archives without manifest {len(report['orphans'])}, "

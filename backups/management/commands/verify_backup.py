@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from backups import services
+from backups import worker
 from backups.models import Backup
 from project.errors import CargoholdError
 
@@ -18,7 +18,7 @@ class Command(BaseCommand):
         if backup is None:
             raise CommandError(f"No backup #{backup_id}.")
         try:
-            result = services.backup_verify(backup=backup)
+            result = worker.backup_verify(backup=backup)
         except CargoholdError as exc:
             raise CommandError(str(exc)) from None
         if not result.ok:

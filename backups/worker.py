@@ -1,0 +1,393 @@
+"""Backups, worker side: what the worker performs for the backup kinds, and their on_end.
+
+Registered in BackupsConfig.ready() (jobs.kinds): the runner claims the job, calls the
+kind's perform and writes the job's end; `backup_on_end` then audits the end and removes
+what a failed run left, also when its worker died (the sweep calls it). `backup_write`
+is the backup itself without the volume's lock, for a caller that holds it already (a
+restore in place taking its safety backup under jobs.runner.job_inline).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import closing
+from datetime import datetime, timedelta, timezone as dt_timezone
+from importlib.metadata import PackageNotFoundError, version
+
+from django.conf import settings
+from django.utils import timezone
+
+import tarstream
+from accounts.services import audit_record
+from backups.models import Backup
+from backups.consistency import containers_stopped
+from backups.services import backup_delete_check, backup_verify_check, lock_wait_seconds
+from backups.storage import StorageError, get_storage, manifest_key
+from jobs.locks import LockHeld, backup_lock, lock_acquire, lock_release, volume_lock
+from jobs.models import Job
+from jobs.runner import WORKER_ID, JobContext
+from project.db import save_fields
+from project.errors import CargoholdError, Refused
+from project.redact import scrubbed_options
+from volumes import engine
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "cargohold-backup"
+FORMAT_VERSION = 1
+
+
+def cargohold_version() -> str:
+    try:
+        return version("cargohold")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def archive_key(name: str, when: datetime, compression: str, storage) -> str:
+    """A new archive's key: the volume's folder, its name and the time, never one in use."""
+    stamp = when.astimezone(dt_timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = f"{name}/{name[:200]}-{stamp}"  # a file name has 255 bytes at most
+    key = base + tarstream.EXTENSIONS[compression]
+    n = 2
+    while storage.exists(key) or storage.exists(manifest_key(key)):
+        key = f"{base}-{n}{tarstream.EXTENSIONS[compression]}"
+        n += 1
+    return key
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(dt_timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+
+
+def _read_chunks(storage, key: str):
+    with storage.open_reader(key) as f:
+        while True:
+            chunk = f.read(tarstream.CHUNK_SIZE)
+            if not chunk:
+                return
+            yield chunk
+
+
+# --- the backup ----------------------------------------------------------------------------
+
+
+def _engine_facts() -> dict:
+    try:
+        info = engine.info()
+    except engine.EngineError:
+        return {}
+    return {"id": info.id, "host_name": info.host_name, "server_version": info.server_version}
+
+
+def build_manifest(*, backup: Backup, ev: engine.EngineVolume, packed: tarstream.PackResult, engine_facts: dict,
+                   finished_at: datetime) -> dict:
+    """The manifest stored beside an archive (and kept on its row): enough to restore it
+    without Cargohold's database."""
+    # A CIFS password must not sit beside the archive; a restore asks for what is redacted.
+    options, redacted = scrubbed_options(ev.options)
+    stats = packed.stats
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "cargohold_version": cargohold_version(),
+        "uid": backup.uid.hex,
+        "volume": {
+            "name": ev.name, "driver": ev.driver, "options": options, "options_redacted": redacted,
+            "labels": ev.labels, "scope": ev.scope,
+        },
+        "archive": {
+            "key": backup.key,
+            "file": backup.file_name,
+            "compression": backup.compression,
+            "compressed_bytes": packed.compressed_bytes,
+            "sha256": packed.sha256,
+            "layout": "tar, members under data/ (the volume's root); restore with "
+                      "`tar -xf <archive> -C /` where the volume is mounted at /data",
+        },
+        "uncompressed_bytes": stats.tar_bytes,
+        "file_count": stats.file_count,
+        "content": stats.as_dict(),
+        "engine": engine_facts,
+        "origin": backup.origin,
+        "started_by": backup.started_by,
+        "stopped_containers": [c.get("name") for c in backup.stopped_containers],
+        "started_at": _iso(backup.started_at),
+        "finished_at": _iso(finished_at),
+        "verified_at": _iso(finished_at),
+    }
+
+
+def backup_perform(ctx: JobContext) -> dict:
+    """Perform a backup job: take the volume's lock (waiting up to
+    BACKUP_LOCK_WAIT_SECONDS), then `backup_write`."""
+    backup = Backup.objects.select_related("volume").get(job=ctx.job)
+    with ctx.lock(volume_lock(backup.volume_name), wait_seconds=lock_wait_seconds()):
+        return backup_write(ctx, backup)
+
+
+def backup_write(ctx: JobContext, backup: Backup) -> dict:
+    """Stream the volume through the engine into a verified archive of `backup` (a row
+    whose job `ctx` runs). The caller holds the volume's lock; nothing here takes it.
+
+    Checks the volume exists, optionally stops its containers, streams the engine's tar
+    unchanged through the compressor into a temporary file (hashing and counting on the
+    way), commits it atomically, re-reads it to verify, and writes the manifest last: a
+    manifest in storage means a verified archive. On any failure the committed archive is
+    removed, and what the engine said about the volume goes on the volume's page; the
+    exception propagates (the runner writes the job's end).
+    """
+    storage = get_storage()
+    committed = False
+    try:
+        ctx.say("Checking the volume")
+        try:
+            ev = engine.inspect_volume(backup.volume_name)
+        except engine.NotFound:
+            from volumes.services import mirror_sync_quietly
+
+            mirror_sync_quietly()  # the mirror shows it gone at once
+            raise Refused(
+                f"The volume {backup.volume_name} no longer exists on the engine; nothing was backed up."
+            ) from None
+        # The work starts now (the wait for the lock is not the backup's duration).
+        save_fields(backup, started_at=timezone.now())
+        engine_facts = _engine_facts()
+        with containers_stopped(ctx, backup) as stopped:
+            key = archive_key(backup.volume_name, backup.started_at, backup.compression, storage)
+            save_fields(backup, key=key, location=storage.location(key), storage=storage.name)
+            began = time.monotonic()
+            packed = _stream_to_storage(ctx, backup, storage)
+            timings = {"stream_seconds": round(time.monotonic() - began, 3)}
+            committed = True
+        if stopped:
+            from volumes.services import mirror_sync_quietly
+
+            mirror_sync_quietly()
+        began = time.monotonic()
+        stored_archive_verify(ctx, backup, storage, sha256=packed.sha256, entries=packed.stats.entries,
+                              compressed_bytes=packed.compressed_bytes)
+        ctx.done = packed.stats.tar_bytes  # the job shows what was read, not what was re-read
+        timings["verify_seconds"] = round(time.monotonic() - began, 3)
+        finished = timezone.now()
+        manifest = build_manifest(backup=backup, ev=ev, packed=packed, engine_facts=engine_facts,
+                                  finished_at=finished)
+        storage.write_json(manifest_key(backup.key), manifest, token=backup.uid.hex)
+        save_fields(
+            backup, manifest=manifest, bytes_read=packed.stats.tar_bytes, data_bytes=packed.stats.data_bytes,
+            size_bytes=packed.compressed_bytes, file_count=packed.stats.file_count, sha256=packed.sha256,
+            verified=True, verified_at=finished, verify_error="",
+        )
+    except BaseException as exc:
+        if committed:
+            remove_archive(storage, backup)
+        if isinstance(exc, engine.EngineError) and not isinstance(exc, (engine.EngineUnavailable, engine.NotFound)):
+            # The engine's word about this volume (an NFS server that does not answer)
+            # belongs on the volume's page too.
+            from volumes.services import volume_error_record
+
+            volume_error_record(name=backup.volume_name, error=str(exc))
+        raise
+    from volumes.services import volume_error_clear
+
+    volume_error_clear(name=backup.volume_name)
+    result = {
+        "backup": backup.pk,
+        **timings,
+        "message": (
+            f"Backed up {backup.file_count} files ({backup.bytes_read} bytes of tar) into "
+            f"{backup.size_bytes} bytes, verified."
+        ),
+    }
+    ctx.result.update(result)
+    return result
+
+
+def _stream_to_storage(ctx: JobContext, backup: Backup, storage) -> tarstream.PackResult:
+    ctx.set_progress(0, backup.bytes_expected, "Streaming the volume from the engine")
+
+    level = getattr(settings, "BACKUP_ZSTD_LEVEL", None) if backup.compression == "zstd" else \
+        getattr(settings, "BACKUP_GZIP_LEVEL", None)
+    with engine.helper_container(backup.volume_name, read_only=True, purpose="backup", job_id=ctx.job.pk) as cid:
+        with storage.open_temp_writer(backup.key, token=backup.uid.hex) as writer:
+            # closing(): on cancel or error the stream must end now, not when the
+            # traceback is collected; the engine will not remove the helper before.
+            # (Reading in a thread ahead of the compressor was measured: no faster here,
+            # since zstd compresses in its own threads, and 25 MiB more memory.)
+            try:
+                with closing(engine.archive_stream(cid)) as chunks:
+                    packed = tarstream.pack(chunks, writer, compression=backup.compression,
+                                            on_chunk=ctx.advance_checked, level=level)
+            finally:
+                save_fields(backup, bytes_read=ctx.done)
+            ctx.say("Saving the archive")
+            writer.commit()
+    save_fields(backup, bytes_read=packed.stats.tar_bytes)
+    return packed
+
+
+def stored_archive_verify(ctx: JobContext, backup: Backup, storage, *, sha256: str, compressed_bytes: int,
+                          entries: int) -> None:
+    """Re-read the archive just stored for `backup`: the SHA-256 written, a complete tar,
+    and as many entries as went in. Raises ArchiveError naming the problem."""
+    ctx.set_progress(0, compressed_bytes, "Verifying the stored archive")
+    result = tarstream.verify_stream(
+        _read_chunks(storage, backup.key), compression=backup.compression, sha256=sha256,
+        on_chunk=ctx.advance_checked,
+    )
+    if result.ok and result.stats.entries != entries:
+        result.ok = False
+        result.problems.append(f"The stored archive has {result.stats.entries} entries; {entries} were written.")
+    if not result.ok:
+        raise tarstream.ArchiveError(result.message)
+
+
+def remove_archive(storage, backup: Backup) -> None:
+    """Remove a failed backup's archive and manifest from storage, if they are there."""
+    for key in (manifest_key(backup.key), backup.key):
+        try:
+            storage.delete(key)
+        except StorageError:
+            logger.exception("could not remove %s of failed backup %s", key, backup.pk)
+
+
+def backup_ended_cleanup(job: Job) -> Backup | None:
+    """What every kind that writes a Backup does once its job ended: if it did not
+    succeed, nothing of it stays in storage and no helper container of it stays behind
+    (a worker killed mid-stream reached neither its `except` nor its `finally`).
+    Returns the job's backup (None if it was deleted meanwhile)."""
+    backup = Backup.objects.filter(job=job).first()
+    if backup is None or job.status == Job.Status.SUCCEEDED:
+        return backup
+    if backup.key:
+        remove_archive(get_storage(), backup)
+    if job.started_at is not None:
+        try:
+            engine.remove_job_helpers(job_id=job.pk)
+        except engine.EngineError:
+            logger.warning("could not remove the helper containers of job %s", job.pk)
+    return backup
+
+
+def backup_on_end(job: Job) -> None:
+    """on_end of a backup job (its own, or a safety backup's child job): clean up after a
+    failure, audit the end."""
+    backup = backup_ended_cleanup(job)
+    if backup is None:
+        return
+    ok = job.status == Job.Status.SUCCEEDED
+    if not ok:  # the log record is scrubbed like the job's error (project.redact)
+        logger.warning("backup %s of %s failed: %s", backup.pk, backup.volume_name, job.error)
+    audit_record(
+        action="backup_finish",
+        actor=job.created_by,
+        object_type="volume",
+        object_name=backup.volume_name,
+        params={"backup": backup.pk, "status": job.status, "size_bytes": backup.size_bytes,
+                "sha256": backup.sha256, "location": backup.location},
+        result="ok" if ok else "error",
+        error="" if ok else job.error,
+    )
+
+
+# --- verifying -----------------------------------------------------------------------------
+
+
+def backup_verify(*, backup: Backup, actor=None, on_chunk=None) -> tarstream.VerifyResult:
+    """Re-read a stored archive: SHA-256 as recorded, decompresses to a complete tar.
+
+    Records the outcome on the row (verified / verify_error) and in the audit trail.
+    Corruption is reported, never passed: a failed check leaves `verified` False.
+    """
+    backup_verify_check(backup)
+    storage = get_storage()
+    try:
+        result = tarstream.verify_stream(
+            _read_chunks(storage, backup.key), compression=backup.compression,
+            sha256=backup.sha256 or None, on_chunk=on_chunk,
+        )
+    except StorageError as exc:
+        result = tarstream.VerifyResult(ok=False, sha256="", compressed_bytes=0, problems=[str(exc)])
+    if result.ok and backup.file_count is not None and result.stats.file_count != backup.file_count:
+        result.ok = False
+        result.problems.append(f"It holds {result.stats.file_count} files; {backup.file_count} were recorded.")
+    now = timezone.now()
+    fields = {"verified": result.ok, "verified_at": now, "verify_error": "" if result.ok else result.message}
+    if not backup.sha256 and result.ok:
+        fields["sha256"] = result.sha256
+    if result.problems and "missing from storage" in " ".join(result.problems):
+        fields["missing"] = True
+    elif result.compressed_bytes:
+        fields["missing"] = False
+    Backup.objects.filter(pk=backup.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(backup, name, value)
+    audit_record(
+        action="backup_verify", actor=actor, object_type="backup", object_name=str(backup.pk),
+        params={"volume": backup.volume_name, "sha256": result.sha256},
+        result="ok" if result.ok else "error", error="" if result.ok else result.message,
+    )
+    return result
+
+
+def backup_verify_perform(ctx: JobContext) -> dict:
+    """Perform a verification job (the Verify button): holds the backup's lock while reading."""
+    backup = Backup.objects.filter(pk=ctx.job.params.get("backup")).first()
+    if backup is None:
+        raise Refused("That backup no longer exists.")
+    with ctx.lock(backup_lock(backup.pk), wait_seconds=30):
+        ctx.set_progress(0, backup.size_bytes, "Verifying the stored archive")
+        result = backup_verify(backup=backup, actor=ctx.job.created_by, on_chunk=ctx.advance_checked)
+    if not result.ok:
+        raise CargoholdError(result.message)
+    return {"message": result.message, "backup": backup.pk}
+
+
+# --- deleting ------------------------------------------------------------------------------
+
+
+def backup_delete(*, backup: Backup, user=None, request=None) -> None:
+    """Remove a backup's archive and manifest from storage, then its row (audited).
+
+    Worker side (the web process has the backup folder read-only in the Compose
+    deployment): pages call `backup_delete_start`; retention calls this. Refused while the
+    backup runs or while something reads it (verify, restore: they hold its lock, which
+    this takes too). The manifest goes first: a crash in between leaves an archive without
+    a manifest (reported by rescan_backups), never a manifest promising an archive that
+    is gone.
+    """
+    backup_delete_check(backup)
+    resource, owner = backup_lock(backup.pk), f"deletion of backup {backup.pk} on {WORKER_ID}"
+    try:
+        lock_acquire(resource=resource, owner=owner, ttl=timedelta(minutes=10))
+    except LockHeld as exc:
+        raise Refused(f"Backup #{backup.pk} is in use: {exc.lock.owner}.") from None
+    try:
+        storage = get_storage()
+        params = {"backup": backup.pk, "volume": backup.volume_name, "location": backup.location,
+                  "sha256": backup.sha256, "status": backup.status}
+        try:
+            if backup.key:
+                storage.delete(manifest_key(backup.key))
+                storage.delete(backup.key)
+        except StorageError as exc:
+            audit_record(action="backup_delete", actor=user, request=request, object_type="backup",
+                         object_name=str(backup.pk), params=params, result="error", error=str(exc))
+            raise
+        backup.delete()
+        audit_record(action="backup_delete", actor=user, request=request, object_type="backup",
+                     object_name=params["backup"], params=params)
+    finally:
+        lock_release(resource=resource, owner=owner)
+
+
+def backup_delete_perform(ctx: JobContext) -> dict:
+    """Perform a deletion job (the Delete button)."""
+    backup_id = ctx.job.params.get("backup")
+    backup = Backup.objects.filter(pk=backup_id).first()
+    if backup is None:
+        return {"message": f"Backup #{backup_id} was already deleted."}
+    ctx.say("Deleting the archive and its manifest")
+    backup_delete(backup=backup, user=ctx.job.created_by)
+    return {"message": f"Deleted backup #{backup_id} of {backup.volume_name}."}
