@@ -9,14 +9,17 @@ class RestoresConfig(AppConfig):
         from accounts import roles
         from jobs import kinds, recovery
 
-        from restores import services
+        from restores import rollback, services, worker
+        from restores.recovery import restores_recover
 
-        kinds.register(services.KIND_RESTORE_NEW, "restore into a new volume", cancel_perm=roles.RESTORE_NEW)
-        kinds.register(services.KIND_RESTORE_IN_PLACE, "restore in place", cancel_perm=roles.RESTORE_IN_PLACE)
-        kinds.register(services.KIND_IMPORT, "archive import", cancel_perm=roles.DOWNLOAD_ARCHIVE)
+        kinds.register(services.KIND_RESTORE_NEW, "restore into a new volume", perform=worker.restore_perform,
+                       on_end=worker.restore_on_end, cancel_perm=roles.RESTORE_NEW)
+        kinds.register(services.KIND_RESTORE_IN_PLACE, "restore in place", perform=worker.restore_perform,
+                       on_end=worker.restore_on_end, cancel_perm=roles.RESTORE_IN_PLACE)
         # Putting a volume's previous content back is not something to stop half-way.
         kinds.register(services.KIND_ROLLBACK, "putting a volume's previous content back",
-                       cancel_perm=roles.RESTORE_IN_PLACE, cancellable=False)
-        kinds.register(services.KIND_REMOVE_PARTIAL, "removing a partial volume", cancel_perm=roles.RESTORE_NEW)
-        recovery.register(services.restores_recover)
-        recovery.register(services.uploads_clean)
+                       perform=rollback.restore_rollback_perform, cancel_perm=roles.RESTORE_IN_PLACE,
+                       cancellable=False)
+        kinds.register(services.KIND_REMOVE_PARTIAL, "removing a partial volume",
+                       perform=worker.partial_volume_remove_perform, cancel_perm=roles.RESTORE_NEW)
+        recovery.register(restores_recover)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from volumes.forms import NAME_HELP, _rows, known_drivers, parse_pairs, validate_volume_name
+from volumes.forms import NAME_HELP, known_drivers, pair_rows, parse_pairs, validate_volume_name
 from volumes.models import Volume
 
 ALLOW_DEVICES_HELP = (
@@ -35,8 +35,8 @@ class RestoreNewForm(forms.Form):
             self.fields["driver"] = forms.CharField(required=False, max_length=255)
         self.redacted = manifest["redacted"]
         if self.is_bound:
-            self.option_rows = _rows(self.data, "opt")
-            self.label_rows = _rows(self.data, "label")
+            self.option_rows = pair_rows(self.data, "opt")
+            self.label_rows = pair_rows(self.data, "label")
         else:
             self.option_rows = list(manifest["options"].items()) + [("", "")]
             self.label_rows = list(manifest["labels"].items()) + [("", "")]

@@ -1,43 +1,34 @@
 """Restores: one row per restore, beside its job, holding what a crash must know.
 
-The job (jobs.Job) carries progress, heartbeat, cancel and error while it runs; this row
-records what was asked (source backup, mode, target, volume settings) and, written
-*before* each risky step, how far it got: whether we created the target volume, which
-containers we stopped, when the volume was emptied, whether the content was written.
-The recovery step (restores.services.restores_recover) reads exactly these fields.
+The job (jobs.Job) is the run's state: status, error, times, creator, progress, cancel
+(read here through jobs.state.JobState). This row records what was asked (source backup,
+mode, target, volume settings) and, written *before* each risky step, how far it got:
+whether we created the target volume, which containers we stopped, when the volume was
+emptied, whether the content was written. The kind's on_end (restores.worker) and the
+recovery step (restores.recovery.restores_recover) read exactly these fields.
 """
 
 import uuid
 
-from django.conf import settings
 from django.db import models
 
 from backups.models import Backup
-from jobs.models import Job, StartedBy
+from jobs.models import Job
+from jobs.state import JobState, JobStateManager
 
 
-class Restore(StartedBy, models.Model):
+class Restore(JobState, models.Model):
     class Mode(models.TextChoices):
         NEW = "new", "into a new volume"
         IN_PLACE = "in_place", "in place"
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "queued"
-        RUNNING = "running", "running"
-        SUCCEEDED = "succeeded", "succeeded"
-        FAILED = "failed", "failed"
-        CANCELLED = "cancelled", "cancelled"
-
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
-
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="restores")
+    job = models.ForeignKey(Job, on_delete=models.PROTECT, related_name="restores")
     # The source; its id and name stay readable after the backup is deleted.
     backup = models.ForeignKey(Backup, null=True, blank=True, on_delete=models.SET_NULL, related_name="restores")
     backup_label = models.CharField(max_length=300, blank=True)
     mode = models.CharField(max_length=16, choices=Mode.choices)
     volume_name = models.CharField(max_length=255, db_index=True)  # the target
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     phase = models.CharField(max_length=32, blank=True)  # the step it is in or ended in
 
     # A new volume's settings (from the manifest, as edited before starting).
@@ -68,30 +59,27 @@ class Restore(StartedBy, models.Model):
     rolled_back_at = models.DateTimeField(null=True, blank=True)
     rollback_error = models.TextField(blank=True)
 
-    error = models.TextField(blank=True)
     outcome = models.TextField(blank=True)  # one sentence a person reads: what happened to the volume
 
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    trigger = models.CharField(max_length=16, default="user")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobStateManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        base_manager_name = "objects"
 
     def __str__(self):
         return f"restore #{self.pk} of {self.backup_label} {self.get_mode_display()} {self.volume_name} ({self.status})"
 
-    # `backups.services.containers_stopped` works on any row with these fields: a
-    # restore stops every running container that uses the volume.
+    # `backups.consistency.containers_stopped` works on any row with these fields: a restore stops
+    # every running container that uses the volume.
     stop_containers = True
 
     @property
-    def is_active(self) -> bool:
-        return self.status in self.ACTIVE
+    def started_at(self):
+        """When a worker took the restore up: the job's start."""
+        return self.job.started_at if self.job_id else None
 
     @property
     def in_place(self) -> bool:
@@ -104,7 +92,6 @@ class Restore(StartedBy, models.Model):
         from project.redact import scrubbed
 
         return scrubbed(self.options)
-
 
     @property
     def needs_attention(self) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 
-from restores.services import upload_dir
+from backups.imports import upload_dir
 
 
 class StagedUpload(UploadedFile):

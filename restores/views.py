@@ -3,16 +3,16 @@ from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
-from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from accounts import roles
 from accounts.permissions import require
+from backups import imports
 from backups import selectors as backup_selectors
 from backups.models import Backup
 from jobs import kinds
+from jobs.polling import job_latest, poll_response
 from project.errors import CargoholdError
 from restores import selectors, services
 from restores.forms import ImportForm, RestoreInPlaceForm, RestoreNewForm
@@ -94,37 +94,37 @@ def restore_list(request):
 def restore_detail(request, restore_id: int):
     """A restore's page; with htmx, its polled status (polling stops once all is settled)."""
     restore = _get_restore_for_user(request, restore_id)
+    # The buttons' follow-up jobs are shown and followed here, on the restore's page.
+    follow_up = job_latest(kinds=[services.KIND_ROLLBACK, services.KIND_REMOVE_PARTIAL], restore=restore.pk)
+    active = restore.is_active or bool(restore.job and restore.job.is_active) or bool(follow_up and follow_up.is_active)
     context = {"restore": restore, "job": restore.job, "kind": kinds.get(restore.job.kind) if restore.job else None,
-               "poll_url": reverse("restore_detail", args=[restore.pk])}
+               "follow_up": follow_up, "follow_up_kind": follow_up and kinds.get(follow_up.kind), "poll_active": active}
     if request.htmx:
-        context["oob"] = True  # the facts swap themselves in beside the job fragment
-        response = render(request, "restores/detail.html#status", context)
-        if not restore.is_active and not (restore.job and restore.job.is_active):
-            response.status_code = HttpResponseStopPolling.status_code
-        return response
+        return poll_response(request, "restores/detail.html#status", context, active=active)
     return render(request, "restores/detail.html", context)
+
+
+def _follow_up_start(request, restore_id: int, perm: str, start, doing: str):
+    """A button of the restore's page: start its job (`start`), say so, back to the page."""
+    restore = _get_restore_for_user(request, restore_id, perm)
+    try:
+        job = start(restore=restore, user=request.user)
+        messages.info(request, f"{doing.format(volume=restore.volume_name)} (job #{job.pk}).")
+    except CargoholdError as exc:
+        messages.error(request, str(exc))
+    return redirect("restore_detail", restore_id=restore.pk)
 
 
 @require_POST
 def restore_remove_partial(request, restore_id: int):
-    restore = _get_restore_for_user(request, restore_id, roles.RESTORE_NEW)
-    try:
-        job = services.partial_volume_remove_start(restore=restore, user=request.user)
-        messages.info(request, f"Removing the partial volume {restore.volume_name} (job #{job.pk}).")
-    except CargoholdError as exc:
-        messages.error(request, str(exc))
-    return redirect("restore_detail", restore_id=restore.pk)
+    return _follow_up_start(request, restore_id, roles.RESTORE_NEW, services.partial_volume_remove_start,
+                            "Removing the partial volume {volume}")
 
 
 @require_POST
 def restore_roll_back(request, restore_id: int):
-    restore = _get_restore_for_user(request, restore_id, roles.RESTORE_IN_PLACE)
-    try:
-        job = services.restore_rollback_start(restore=restore, user=request.user)
-        messages.info(request, f"Putting the previous content of {restore.volume_name} back (job #{job.pk}).")
-    except CargoholdError as exc:
-        messages.error(request, str(exc))
-    return redirect("restore_detail", restore_id=restore.pk)
+    return _follow_up_start(request, restore_id, roles.RESTORE_IN_PLACE, services.restore_rollback_start,
+                            "Putting the previous content of {volume} back")
 
 
 @require_POST
@@ -178,13 +178,13 @@ def _backup_import_post(request, handler):
             return _import_page(request, form, status=400, error="Choose an archive file to upload.")
         if not form.is_valid():
             return _import_page(request, form, status=400)
-        name = form.cleaned_data["volume_name"] or services.import_volume_name(archive.name)
+        name = form.cleaned_data["volume_name"] or imports.import_volume_name(archive.name)
         staged = archive.staged_path.with_name(archive.staged_path.name.replace(".partial", ".staged"))
         archive.staged_path.rename(staged)
         archive.staged_path = staged
         try:
             gib = form.cleaned_data.get("max_expanded_gib")
-            backup = services.import_start(source=staged, volume_name=name, original_name=archive.name,
+            backup = imports.import_start(source=staged, volume_name=name, original_name=archive.name,
                                            user=request.user, max_expanded_bytes=gib * 1024**3 if gib else None)
         except CargoholdError as exc:
             return _import_page(request, form, status=400, error=str(exc))
@@ -207,12 +207,7 @@ def import_detail(request, backup_id: int):
     if backup.origin != Backup.Origin.IMPORTED or backup.job is None:
         return redirect("backup_detail", backup_id=backup.pk)
     job = backup.job
-    context = {"backup": backup, "job": job, "kind": kinds.get(job.kind),
-               "poll_url": reverse("import_detail", args=[backup.pk])}
+    context = {"backup": backup, "job": job, "kind": kinds.get(job.kind), "poll_active": job.is_active}
     if request.htmx:
-        context["oob"] = True
-        response = render(request, "restores/import_detail.html#status", context)
-        if not job.is_active:
-            response.status_code = HttpResponseStopPolling.status_code
-        return response
+        return poll_response(request, "restores/import_detail.html#status", context, active=job.is_active)
     return render(request, "restores/import_detail.html", context)

@@ -110,8 +110,8 @@ class VolumeCreateForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["driver"].choices = [(d, d) for d in known_drivers()]
         data = self.data if self.is_bound else None
-        self.option_rows = _rows(data, "opt")
-        self.label_rows = _rows(data, "label")
+        self.option_rows = pair_rows(data, "opt")
+        self.label_rows = pair_rows(data, "label")
 
     @classmethod
     def with_preset(cls, data, preset: str) -> "VolumeCreateForm":
@@ -122,8 +122,8 @@ class VolumeCreateForm(forms.Form):
             "driver": data.get("driver", "local"),
             "check_mount": data.get("check_mount") == "on",
         })
-        form.label_rows = _rows(data, "label")
-        form.option_rows = _rows(data, "opt")
+        form.label_rows = pair_rows(data, "label")
+        form.option_rows = pair_rows(data, "opt")
         if preset in PRESETS:
             form.option_rows = [*PRESETS[preset]["options"], ("", "")]
         return form
@@ -155,7 +155,7 @@ class VolumeCreateForm(forms.Form):
         return cleaned
 
 
-def _rows(data, prefix: str) -> list[tuple[str, str]]:
+def pair_rows(data, prefix: str) -> list[tuple[str, str]]:
     """The rows to show: what was typed, plus empty ones to type into (no JS needed)."""
     rows = []
     if data is not None:

@@ -1,5 +1,6 @@
 """Fixtures for restore tests: volumes with every kind of content, listings made inside a
-container, and running the real handlers in this process against the real engine."""
+container, and running the real jobs in this process (jobs.runner.job_perform) against the
+real engine."""
 
 import io
 import os
@@ -88,14 +89,8 @@ def listing(volume: str) -> dict:
 
 @pytest.fixture
 def no_enqueue(monkeypatch):
-    """Jobs are created but not sent to Redis: the test runs the handlers itself."""
-    from backups import tasks as backup_tasks
-    from restores import tasks
-
-    for task in (tasks.run_restore, tasks.import_archive, tasks.rollback_restore, tasks.remove_partial_volume,
-                 backup_tasks.backup_volume, backup_tasks.verify_backup):
-        monkeypatch.setattr(task, "delay", lambda *args, **kwargs: None)
-        monkeypatch.setattr(task, "apply_async", lambda *args, **kwargs: None)
+    """Jobs are created but not sent to Redis: the test runs them itself (job_perform)."""
+    monkeypatch.setattr("jobs.services.job_enqueue", lambda **kwargs: None)
 
 
 @pytest.fixture
@@ -124,41 +119,50 @@ def run_backup_now(volume_name: str, **kwargs):
     """Back a volume up with the backups app's own service and handler, in this process."""
     from unittest import mock
 
-    from backups import services, tasks
-    from jobs.runner import run_job
+    from backups import services
+    from jobs.runner import job_perform
 
     # Never enqueued, even where a real worker runs (it would race us for the job).
-    with mock.patch.object(tasks.backup_volume, "delay"), mock.patch.object(tasks.backup_volume, "apply_async"):
+    with mock.patch("jobs.services.job_enqueue"):
         backup = services.backup_start(volume_name=volume_name, **kwargs)
-    run_job(backup.job_id, services.backup_run)
-    services.backup_sync_with_job(job_id=backup.job_id)
+    job_perform(backup.job_id)
     backup.refresh_from_db()
     assert backup.status == "succeeded", backup.error
     return backup
 
 
 def run_restore(restore):
-    """Run a queued restore's job with the real runner and handler, in this process."""
-    from backups.services import backup_sync_with_job
-    from jobs.runner import run_job
-    from restores import services
+    """Run a queued restore's job with the real runner and its kind, in this process."""
+    from jobs.runner import job_perform
 
-    run_job(restore.job_id, services.restore_run)
-    services.restore_sync_with_job(job_id=restore.job_id)
-    backup_sync_with_job(job_id=restore.job_id)
+    job_perform(restore.job_id)
     restore.refresh_from_db()
     restore.job.refresh_from_db()
     return restore
 
 
-def run_import(path, volume_name: str, **kwargs):
-    from backups.services import backup_sync_with_job
-    from jobs.runner import run_job
-    from restores import services
+def wait_until_writing(restore, *, timeout: float) -> None:
+    """Wait until the restore's worker writes into the volume (bytes reported); fail at once
+    if its job ended before (nothing would be tested)."""
+    from jobs.models import Job
+    from tests.conftest import wait_for
 
-    backup = services.import_start(source=path, volume_name=volume_name, staged=False, trigger="cli", **kwargs)
-    run_job(backup.job_id, services.import_run)
-    backup_sync_with_job(job_id=backup.job_id)
+    def writing():
+        restore.refresh_from_db()
+        job = Job.objects.get(pk=restore.job_id)
+        assert job.status in ("queued", "running"), f"the job ended before the write: {job.status} {job.error}"
+        return restore.phase == "writing" and job.progress_done > 0
+
+    wait_for(writing, timeout=timeout, interval=0.05, message="the restore to write into the volume")
+
+
+def run_import(path, volume_name: str, **kwargs):
+    from jobs.runner import job_perform
+
+    from backups.imports import import_start
+
+    backup = import_start(source=path, volume_name=volume_name, staged=False, trigger="cli", **kwargs)
+    job_perform(backup.job_id)
     backup.refresh_from_db()
     return backup
 
@@ -194,11 +198,22 @@ def store_raw_backup(volume_name: str, raw: bytes, *, compression: str = "zstd")
     from volumes.models import Volume
 
     return Backup.objects.create(
-        volume=Volume.objects.filter(name=volume_name).first(), volume_name=volume_name, status="succeeded",
+        job=found_job(key), volume=Volume.objects.filter(name=volume_name).first(), volume_name=volume_name,
         origin="imported", compression=compression, key=key, location=storage.location(key), sha256=sha,
         size_bytes=len(packed), bytes_read=len(raw), manifest={"archive": {"sha256": sha}},
-        started_at=timezone.now(), finished_at=timezone.now(),
+        started_at=timezone.now(),
     )
+
+
+def found_job(target: str = "", *, status: str = "succeeded", kind: str = "backup_found", **fields):
+    """An ended job for a row made by hand (a backup found in storage, a restore as a dead
+    worker left it): its on_end counts as done, as the rescan's or the sweep's would be."""
+    from django.utils import timezone
+
+    from jobs.models import Job
+
+    return Job.objects.create(kind=kind, target=target, status=status, finished_at=timezone.now(),
+                              end_handled=True, **fields)
 
 
 def member(name: str, *, kind=tarfile.REGTYPE, data: bytes | None = None, linkname: str = "", mode: int = 0o644,
@@ -255,8 +270,8 @@ def store_zero_backup(volume_name: str, size: int):
         writer.commit()
     sha = sink.hexdigest()
     return Backup.objects.create(
-        volume=Volume.objects.filter(name=volume_name).first(), volume_name=volume_name, status="succeeded",
+        job=found_job(key), volume=Volume.objects.filter(name=volume_name).first(), volume_name=volume_name,
         origin="imported", compression="zstd", key=key, location=storage.location(key), sha256=sha,
         size_bytes=sink.bytes_written, bytes_read=tar_bytes, file_count=2, manifest={"archive": {"sha256": sha}},
-        started_at=timezone.now(), finished_at=timezone.now(),
+        started_at=timezone.now(),
     )

@@ -10,6 +10,7 @@ import pytest
 import zstandard
 from django.core.management import CommandError, call_command
 
+from backups import imports
 from backups.models import Backup
 from backups.storage import get_storage
 from project.errors import Refused
@@ -113,8 +114,8 @@ def test_an_operator_cannot_raise_the_limit(no_enqueue, backup_root, tmp_path, m
     write_bomb(path, 300 * MiB)
 
     with pytest.raises(Refused, match="does not allow raising the expansion limit"):
-        services.import_start(source=path, volume_name="nope", staged=False, trigger="cli",
-                              user=make_user("Operator"), max_expanded_bytes=1 << 30)
+        imports.import_start(source=path, volume_name="nope", staged=False, trigger="cli",
+                             user=make_user("Operator"), max_expanded_bytes=1 << 30)
     assert not Backup.objects.exists()
 
 

@@ -196,7 +196,7 @@ def test_allowing_device_nodes_is_refused_to_an_operator_on_the_page_and_in_the_
 
 def test_an_imported_manifest_never_brings_its_driver_options_nor_passes_for_cargoholds_own(
         no_enqueue, backup_root, make_user, client_for, tmp_path, host_folder):
-    from backups.services import backups_rescan
+    from backups.catalogue import backups_rescan
 
     admin = make_user("Admin")
     imported = run_import(_archive(tmp_path), "imported-db", user=admin)

@@ -10,6 +10,7 @@ from accounts.models import AuditEvent
 from backups.models import Backup
 from backups.storage import get_storage
 from restores import services
+from restores.recovery import restores_recover
 from restores.models import Restore
 from tests import dockercli
 from tests.restores.conftest import listing, member, run_backup_now, run_restore, store_crafted_backup
@@ -54,6 +55,11 @@ def test_restore_in_place_brings_the_old_content_back_with_containers_stopped_me
     safety = restore.safety_backup
     assert (safety.origin, safety.status, safety.verified, safety.volume_name) == ("safety", "succeeded", True, volume)
     assert safety.manifest["origin"] == "safety" and get_storage().exists(safety.key)
+    # Its own job, run inside the restore's (jobs.runner.job_inline): its own status and end.
+    assert safety.job_id != restore.job_id and safety.job.kind == "backup" and safety.job.status == "succeeded"
+    assert safety.job.params["parent_job"] == restore.job_id and safety.job.end_handled
+    assert safety.created_by == admin and restore.created_by == admin
+    assert Backup.objects.get(pk=safety.pk, status="succeeded").job_id == safety.job_id
     copy = dockercli.unique_name("safety-copy")
     assert run_restore(services.restore_new_start(backup=safety, volume_name=copy)).status == "succeeded"
     assert listing(copy)["entries"] == changed["entries"]
@@ -141,19 +147,19 @@ def test_recovery_puts_back_a_volume_whose_restore_died_after_emptying(no_enqueu
     job = Job.objects.create(kind="restore_in_place", target=volume, status="failed", finished_at=timezone.now(),
                              error="The worker running this job stopped (killed or lost) before it finished.")
     restore = Restore.objects.create(
-        job=job, backup=safety, mode="in_place", volume_name=volume, status="running", safety_backup=safety,
+        job=job, backup=safety, mode="in_place", volume_name=volume, safety_backup=safety,
         emptied_at=timezone.now(), rollback_pending=True, restart_pending=True,
         stopped_containers=[{"id": json.loads(dockercli.docker("inspect", running))[0]["Id"], "name": running}],
     )
 
-    report = services.restores_recover()
+    report = restores_recover()
 
     restore.refresh_from_db()
     assert report["rolled_back"] == [restore.pk] and report["restarted"] == [restore.pk]
     assert restore.status == "failed" and restore.rollback_pending is False and not restore.restart_pending
     assert listing(volume)["entries"] == before["entries"]
     assert dockercli.container_state(running) == "running"
-    assert services.restores_recover() == {"finished": [], "rolled_back": [], "restarted": [], "skipped": []}
+    assert restores_recover() == {"rolled_back": [], "restarted": [], "skipped": []}
 
 
 def _died_after_emptying(volume: str, safety, running: str | None = None) -> Restore:
@@ -167,13 +173,13 @@ def _died_after_emptying(volume: str, safety, running: str | None = None) -> Res
     stopped = []
     if running:
         stopped = [{"id": json.loads(dockercli.docker("inspect", running))[0]["Id"], "name": running}]
-    return Restore.objects.create(job=job, backup=safety, mode="in_place", volume_name=volume, status="failed",
+    return Restore.objects.create(job=job, backup=safety, mode="in_place", volume_name=volume,
                                   safety_backup=safety, emptied_at=timezone.now(), rollback_pending=True,
                                   restart_pending=bool(stopped), stopped_containers=stopped)
 
 
 def test_the_put_back_button_runs_the_same_repair_as_the_recovery(no_enqueue, backup_root, make_volume):
-    from jobs.runner import run_job
+    from jobs.runner import job_perform
 
     volume = make_volume(NEW)
     before = listing(volume)
@@ -182,7 +188,7 @@ def test_the_put_back_button_runs_the_same_repair_as_the_recovery(no_enqueue, ba
     restore = _died_after_emptying(volume, safety)
 
     job = services.restore_rollback_start(restore=restore)
-    run_job(job.pk, services.restore_rollback_run)
+    job_perform(job.pk)
 
     restore.refresh_from_db()
     job.refresh_from_db()
@@ -212,7 +218,7 @@ def test_a_new_restore_in_place_waits_until_the_volume_was_put_back_or_dismissed
     restore.refresh_from_db()
     assert restore.rollback_pending is False and f"Dismissed by {admin.username}" in restore.rollback_error
     # With nothing to put back, the recovery starts the containers it kept stopped.
-    assert services.restores_recover()["restarted"] == [restore.pk]
+    assert restores_recover()["restarted"] == [restore.pk]
     assert dockercli.container_state(running) == "running"
     assert services.restore_in_place_start(backup=safety, confirm_name=volume).mode == "in_place"
     assert AuditEvent.objects.filter(action="restore_dismiss", object_name=volume).exists()
@@ -237,6 +243,7 @@ def test_the_cli_restores_in_place_and_exits_non_zero_when_refused(no_enqueue, b
 
 def test_a_safety_backup_still_needed_for_a_put_back_cannot_be_deleted(no_enqueue, backup_root, make_volume):
     from backups import services as backup_services
+    from backups.worker import backup_delete
     from project.errors import Refused
 
     volume = make_volume(NEW)
@@ -246,11 +253,11 @@ def test_a_safety_backup_still_needed_for_a_put_back_cannot_be_deleted(no_enqueu
     with pytest.raises(Refused, match="safety backup of a restore in place"):
         backup_services.backup_delete_start(backup=safety)
     with pytest.raises(Refused, match="safety backup of a restore in place"):
-        backup_services.backup_delete(backup=safety)
+        backup_delete(backup=safety)
     assert safety.__class__.objects.filter(pk=safety.pk).exists()
 
     Restore.objects.filter(pk=restore.pk).update(rollback_pending=False)
-    backup_services.backup_delete(backup=safety)
+    backup_delete(backup=safety)
     assert not safety.__class__.objects.filter(pk=safety.pk).exists()
 
 
@@ -265,7 +272,7 @@ def test_the_previous_content_is_not_put_back_under_a_running_container(no_enque
     intruder = dockercli.run_container(f"{volume}:/x", command=SERVICE)
     short = json.loads(dockercli.docker("inspect", intruder))[0]["Id"][:12]
 
-    assert services.restores_recover()["rolled_back"] == []
+    assert restores_recover()["rolled_back"] == []
 
     restore.refresh_from_db()
     assert restore.rollback_pending is True
@@ -273,5 +280,21 @@ def test_the_previous_content_is_not_put_back_under_a_running_container(no_enque
     assert dockercli.container_state(intruder) == "running"
     assert listing(volume)["entries"] != before["entries"]  # untouched
     dockercli.docker("stop", "-t", "5", intruder)
-    assert services.restores_recover()["rolled_back"] == [restore.pk]
+    assert restores_recover()["rolled_back"] == [restore.pk]
+    assert listing(volume)["entries"] == before["entries"]
+
+
+def test_the_recovery_leaves_a_restore_alone_while_its_job_is_active(no_enqueue, backup_root, make_volume):
+    """Only an ended job's restore is repaired: a running one may still be writing."""
+    from jobs.models import Job
+
+    volume = make_volume(NEW)
+    before = listing(volume)
+    safety = run_backup_now(volume)
+    restore = _died_after_emptying(volume, safety)
+    Job.objects.filter(pk=restore.job_id).update(status="running", finished_at=None)
+
+    assert restores_recover() == {"rolled_back": [], "restarted": [], "skipped": []}
+    restore.refresh_from_db()
+    assert restore.rollback_pending is True and restore.phase != "rolling_back"
     assert listing(volume)["entries"] == before["entries"]

@@ -12,7 +12,7 @@ from restores import services
 from restores.models import Restore
 from tests import dockercli
 from tests.conftest import wait_for
-from tests.restores.conftest import listing, store_zero_backup
+from tests.restores.conftest import listing, store_zero_backup, wait_until_writing
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine, pytest.mark.worker]
 
@@ -37,13 +37,7 @@ def _start_restore_and_wait_for_the_write(worker_factory, make_volume, suffix: s
     restore = services.restore_in_place_start(backup=backup, confirm_name=volume, confirm_imported=True,
                                                queue=queue)
 
-    def writing():
-        restore.refresh_from_db()
-        job = Job.objects.get(pk=restore.job_id)
-        assert job.status in ("queued", "running"), f"the job ended before the write: {job.status} {job.error}"
-        return restore.phase == "writing" and job.progress_done > 0
-
-    wait_for(writing, timeout=180, interval=0.05, message="the restore to write into the volume")
+    wait_until_writing(restore, timeout=180)
     return volume, before, restore
 
 

@@ -216,13 +216,13 @@ def test_a_redacted_driver_option_must_be_typed_again(no_enqueue, backup_root, m
 def test_a_restore_refused_while_another_job_holds_the_volume(no_enqueue, backup_root, make_volume, settings):
     from datetime import timedelta
 
-    from jobs.services import lock_acquire
+    from jobs.locks import lock_acquire, volume_lock
 
     settings.BACKUP_LOCK_WAIT_SECONDS = 0
     backup = run_backup_now(make_volume("echo a > /data/a"))
     target = dockercli.unique_name("restored")
     restore = services.restore_new_start(backup=backup, volume_name=target)
-    lock_acquire(resource=f"volume:{target}", owner="job 999 (backup) on elsewhere", ttl=timedelta(minutes=5))
+    lock_acquire(resource=volume_lock(target), owner="job 999 (backup) on elsewhere", ttl=timedelta(minutes=5))
 
     restore = run_restore(restore)
 
@@ -238,7 +238,7 @@ def test_cancelling_mid_write_removes_the_new_volume(no_enqueue, backup_root, se
     settings.JOB_HEARTBEAT_SECONDS = 0.05
 
     from jobs.models import Job
-    from jobs.runner import run_job
+    from jobs.runner import job_perform
     from jobs.services import job_request_cancel
     from tests.conftest import wait_for
     from tests.restores.conftest import store_zero_backup
@@ -246,7 +246,7 @@ def test_cancelling_mid_write_removes_the_new_volume(no_enqueue, backup_root, se
     backup = store_zero_backup("zeros", 1536 << 20)
     target = dockercli.unique_name("restored")
     restore = services.restore_new_start(backup=backup, volume_name=target)
-    thread = threading.Thread(target=run_job, args=(restore.job_id, services.restore_run))
+    thread = threading.Thread(target=job_perform, args=(restore.job_id,))
     thread.start()
     try:
         def writing():
@@ -259,3 +259,26 @@ def test_cancelling_mid_write_removes_the_new_volume(no_enqueue, backup_root, se
     restore.refresh_from_db()
     assert restore.status == "cancelled" and restore.job.status == "cancelled" and not restore.written_at
     assert "was removed" in restore.outcome and not dockercli.volume_exists(target)
+
+
+def test_a_restore_cancelled_while_queued_ends_once_through_its_kind(no_enqueue, backup_root, make_volume):
+    """The restore has no status of its own: the job's cancel is its end, and the kind's
+    on_end (the runner calls it when the message arrives) audits it once and drops the
+    secrets of its driver options."""
+    from jobs.runner import job_perform
+    from jobs.services import job_request_cancel
+
+    backup = run_backup_now(make_volume("echo a > /data/a"))
+    restore = services.restore_new_start(backup=backup, volume_name=dockercli.unique_name("r"),
+                                         options={"type": "tmpfs", "o": "size=1m,password=hunter2"})
+    assert Restore.objects.filter(pk=restore.pk, status="queued").exists()
+    job_request_cancel(job=restore.job)
+
+    assert job_perform(restore.job_id) is None  # nothing to run: it ended before it started
+    job_perform(restore.job_id)  # a second delivery ends nothing twice
+    restore.refresh_from_db()
+    assert restore.status == "cancelled" and restore.error == "Cancelled before it started."
+    assert Restore.objects.ended().filter(pk=restore.pk).exists() and not restore.is_active
+    assert "hunter2" not in str(restore.options) and restore.partial is False
+    finish = AuditEvent.objects.filter(action="restore_finish", params__restore=restore.pk)
+    assert finish.count() == 1 and finish.get().params["status"] == "cancelled"

@@ -7,12 +7,12 @@ import tarfile
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from accounts.models import AuditEvent
 from backups.models import Backup
 from jobs.models import Job
 from restores.models import Restore
+from tests.restores.conftest import found_job
 from volumes.models import Volume
 
 pytestmark = pytest.mark.django_db
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.django_db
 def backup(no_enqueue, backup_root):
     volume = Volume.objects.create(name="shop_db", driver="local", labels={"app": "shop"})
     return Backup.objects.create(
-        volume=volume, volume_name="shop_db", status="succeeded", key="shop_db/shop_db-1.tar.zst",
-        sha256="a" * 64, size_bytes=100, bytes_read=1024, file_count=3, finished_at=timezone.now(),
+        job=found_job("shop_db"), volume=volume, volume_name="shop_db", key="shop_db/shop_db-1.tar.zst",
+        sha256="a" * 64, size_bytes=100, bytes_read=1024, file_count=3,
         manifest={"volume": {"name": "shop_db", "driver": "local", "options": {"type": "none"},
                              "labels": {"app": "shop"}, "options_redacted": []},
                   "archive": {"sha256": "a" * 64}},
@@ -32,9 +32,9 @@ def backup(no_enqueue, backup_root):
 
 @pytest.fixture
 def restore(backup):
-    job = Job.objects.create(kind="restore", target="copy", status="succeeded")
+    job = Job.objects.create(kind="restore", target="copy", status="succeeded", end_handled=True)
     return Restore.objects.create(job=job, backup=backup, backup_label="#1", mode="new", volume_name="copy",
-                                  status="succeeded", partial=True, rollback_pending=True)
+                                  partial=True, rollback_pending=True)
 
 
 def _urls(backup_id, restore_id):
@@ -141,15 +141,13 @@ def test_the_detail_page_polls_until_the_job_ends(client_for, restore):
     client = client_for("Viewer")
     restore.job.status = "running"
     restore.job.save()
-    restore.status = "running"
-    restore.save()
     response = client.get(f"/restores/{restore.pk}/", headers={"HX-Request": "true"})
     body = response.content.decode()
-    assert response.status_code == 200 and 'hx-swap-oob="true"' in body and 'hx-trigger="every 1s"' in body
+    # One polled region per page (jobs/polling.py): the facts are inside it, no out-of-band swap.
+    assert response.status_code == 200 and 'id="restore-facts"' in body and 'hx-trigger="every 2s"' in body
+    assert f'hx-get="/restores/{restore.pk}/"' in body
     restore.job.status = "failed"
     restore.job.save()
-    restore.status = "failed"
-    restore.save()
     assert client.get(f"/restores/{restore.pk}/", headers={"HX-Request": "true"}).status_code == 286
     full = client.get(f"/restores/{restore.pk}/").content.decode()
     assert "<html" in full and "half-filled" in full
@@ -171,8 +169,7 @@ def _tar_gz(members: dict) -> bytes:
 
 @pytest.mark.django_db(transaction=True)
 def test_an_upload_is_staged_then_imported_by_the_worker_handler(client_for, no_enqueue, backup_root, settings):
-    from jobs.runner import run_job
-    from restores import services
+    from jobs.runner import job_perform
 
     archive = io.BytesIO(_tar_gz({"data": None, "data/hello.txt": b"hello\n"}))
     archive.name = "backup.tar.gz"
@@ -185,7 +182,7 @@ def test_an_upload_is_staged_then_imported_by_the_worker_handler(client_for, no_
     assert backup.status == "queued" and backup.volume_name == "backup" and backup.job.kind == "backup_import"
     staged = list(settings.UPLOAD_DIR.iterdir())
     assert [p.name for p in staged] == [backup.job.params["staged"]]
-    run_job(backup.job_id, services.import_run)
+    job_perform(backup.job_id)
     backup.refresh_from_db()
     assert backup.status == "succeeded", backup.error
     assert backup.compression == "gzip" and backup.file_count == 1 and backup.manifest["origin"] == "imported"
@@ -218,9 +215,9 @@ def test_stale_uploads_are_cleaned_but_pending_ones_kept(backup_root, settings):
     import os
     import time as time_module
 
-    from restores import services
+    from backups import imports
 
-    folder = services.upload_dir()
+    folder = imports.upload_dir()
     pending = folder / ("upload-" + "a" * 32 + ".staged")
     done = folder / ("upload-" + "b" * 32 + ".staged")
     stale = folder / ("upload-" + "c" * 32 + ".partial")
@@ -232,7 +229,7 @@ def test_stale_uploads_are_cleaned_but_pending_ones_kept(backup_root, settings):
     Job.objects.create(kind="backup_import", status="queued", params={"staged": pending.name})
     Job.objects.create(kind="backup_import", status="failed", params={"staged": done.name})
 
-    removed = services.uploads_clean()
+    removed = imports.uploads_clean()
 
     assert sorted(removed) == sorted([done.name, stale.name])
     assert pending.exists() and fresh.exists() and not done.exists() and not stale.exists()

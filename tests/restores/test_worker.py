@@ -10,7 +10,7 @@ from restores import services
 from restores.models import Restore
 from tests import dockercli
 from tests.conftest import wait_for
-from tests.restores.conftest import listing, run_backup_now, store_zero_backup
+from tests.restores.conftest import listing, run_backup_now, store_zero_backup, wait_until_writing
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine, pytest.mark.worker]
 
@@ -34,12 +34,7 @@ def test_the_cli_restores_through_the_worker_and_waits_for_the_outcome(celery_wo
 
 def _kill_mid_write(worker, restore):
     """Wait until the worker is writing into the volume (bytes reported), then SIGKILL it."""
-    def writing():
-        restore.refresh_from_db()
-        job = Job.objects.get(pk=restore.job_id)
-        assert job.status in ("queued", "running"), f"the job ended before the kill: {job.status} {job.error}"
-        return restore.phase == "writing" and job.progress_done > 0
-    wait_for(writing, timeout=120, interval=0.05, message="the restore to write into the volume")
+    wait_until_writing(restore, timeout=120)
     worker.kill()
     restore.refresh_from_db()
     assert restore.written_at is None, "the write finished before the kill: nothing was tested"

@@ -76,5 +76,5 @@ class Command(BaseCommand):
         job = wait_for_job(restore.job, timeout=o["timeout"], say=self.stderr.write)
         restore.refresh_from_db()
         if job.status != Job.Status.SUCCEEDED:
-            raise CommandError(f"Restore #{restore.pk} {job.status}: {job.error or restore.error}")
+            raise CommandError(f"Restore #{restore.pk} {job.status}: {job.error}")
         self.stderr.write(restore.outcome or f"Restore #{restore.pk} succeeded.")

@@ -1,0 +1,157 @@
+"""A stored archive, read for a restore: its checksums, one checking read, the streamed
+write into a volume, and the limits and free space that bound it (worker side).
+
+Every restore checks the whole archive before it touches anything: one streamed read
+verifies the SHA-256 against the record and the manifest and validates every member
+(tarstream.TarScanner). The write streams storage -> bounded decompression -> member
+checks again -> the engine's archive endpoint on a never-started helper container,
+uncompressed; the last piece (with the tar's end marker) is only sent once the checksum
+of this second read matched too.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from backups.models import Backup
+from backups.storage import StorageError, get_storage, manifest_key
+from project.errors import CargoholdError, Refused
+from tarstream import (
+    ArchiveError, ArchiveTooLarge, ExpansionLimit, HashingReader, Layout, ScanResult, TarScanner, UnsafeArchive,
+    size_text, tar_chunks, untrusted_limit,
+)
+from volumes import engine
+
+# Empties the volume's root but keeps the root itself (its owner and mode come back from
+# the archive's `data/` member); fails loudly if anything is left.
+EMPTY_COMMAND = ["sh", "-c", 'find /data -mindepth 1 -maxdepth 1 -exec rm -rf {} + && test -z "$(ls -A /data)"']
+
+
+def recorded_checksum(backup: Backup, storage) -> str:
+    """The SHA-256 the archive must have: the record's, which the manifests must agree with."""
+    recorded = backup.sha256
+    in_row = ((backup.manifest or {}).get("archive") or {}).get("sha256")
+    try:
+        in_storage = (storage.read_json(manifest_key(backup.key)).get("archive") or {}).get("sha256")
+    except StorageError:
+        in_storage = None  # an archive without a manifest file: the record alone decides
+    for what, value in (("its manifest in the catalogue", in_row), ("its manifest in storage", in_storage)):
+        if value is not None and value != recorded:
+            raise UnsafeArchive(
+                f"Backup #{backup.pk}: {what} gives the SHA-256 {value}, its record {recorded}. The archive or its "
+                "manifest was changed; nothing was restored."
+            )
+    return recorded
+
+
+def recorded_expansion(backup: Backup) -> ExpansionLimit:
+    """How far a stored archive may expand: the tar size recorded when Cargohold made or
+    imported it; without a record (an archive found in storage) the import limits apply."""
+    if backup.bytes_read:
+        return ExpansionLimit(backup.bytes_read, f"the size recorded for backup #{backup.pk}")
+    return import_expansion_limit(backup.size_bytes or 0)
+
+
+def import_expansion_limit(compressed_bytes: int, *, override: int | None = None) -> ExpansionLimit:
+    """The import limits of the settings (ratio, floor, cap), or an Admin's for one import."""
+    return untrusted_limit(compressed_bytes, ratio=settings.IMPORT_MAX_EXPANSION_RATIO,
+                           cap=settings.IMPORT_MAX_EXPANDED_BYTES, floor=settings.IMPORT_EXPANSION_FREE_BYTES,
+                           override=override)
+
+
+def check_free_space(volume_name: str, *, needed: int | None, job_id: int) -> None:
+    """Refuse a write that cannot fit: the free space of the volume's file system, as a
+    helper container sees it on the mount (the engine reports none), against the file
+    data the check pass counted. Unknown free space (df failed) lets the write go on."""
+    if not needed:
+        return
+    free = engine.volume_free_bytes(volume_name, job_id=job_id)
+    if free is not None and free < needed:
+        raise Refused(
+            f"The archive holds {size_text(needed)} of file data, but the file system of volume "
+            f"{volume_name} has {size_text(free)} free; nothing was written."
+        )
+
+
+def check_archive(*, key: str, compression: str, sha256: str, allow_devices: bool, file_count: int | None = None,
+                  storage=None, on_bytes=None, limit: ExpansionLimit | None = None) -> ScanResult:
+    """Read a stored archive once: its SHA-256 and every member. Returns the ScanResult.
+
+    Raises UnsafeArchive / ArchiveError / ArchiveTooLarge naming the problem; a changed
+    checksum is named first (a tampered archive often also fails to parse).
+    """
+    storage = storage or get_storage()
+    scanner = TarScanner(allow_devices=allow_devices, limit=limit)
+    problem: CargoholdError | None = None
+    with storage.open_reader(key) as raw:
+        reader = HashingReader(raw, on_read=on_bytes)
+        try:
+            for chunk in tar_chunks(reader, compression):
+                scanner.feed(chunk)
+            result = scanner.close()
+        except (ArchiveError, UnsafeArchive, ArchiveTooLarge) as exc:
+            problem = exc
+        reader.drain()
+    actual = reader.hexdigest()
+    if sha256 and actual != sha256:
+        extra = f" ({problem})" if problem else ""
+        raise ArchiveError(
+            f"The archive's SHA-256 is {actual}, not the recorded {sha256}: it was changed or damaged in "
+            f"storage{extra}."
+        )
+    if problem is not None:
+        raise problem
+    if file_count is not None and result.stats.file_count != file_count:
+        raise ArchiveError(f"The archive holds {result.stats.file_count} files; {file_count} were recorded.")
+    return result
+
+
+def _tar_pieces(*, storage, key: str, compression: str, layout: Layout, allow_devices: bool, sha256: str,
+                on_bytes=None, check_cancelled=None, limit: ExpansionLimit | None = None):
+    """The archive as the engine gets it: uncompressed, checked again, names rewritten for
+    the ./ layout. One piece is held back until the end, so the tar's end marker only
+    reaches the engine once the whole stream checked out (checksum included)."""
+    scanner = TarScanner(allow_devices=allow_devices, expect=layout, rewrite=layout is Layout.DOT, limit=limit)
+    held = None
+    with storage.open_reader(key) as raw:
+        reader = HashingReader(raw)
+        for chunk in tar_chunks(reader, compression):
+            out = scanner.feed(chunk)
+            piece = b"".join(out) if layout is Layout.DOT else chunk
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+            if check_cancelled is not None:
+                check_cancelled()
+            if held is not None:
+                yield held
+            held = piece
+        reader.drain()
+    scanner.close()
+    if sha256 and reader.hexdigest() != sha256:
+        raise ArchiveError(f"The archive changed while it was being restored (SHA-256 {reader.hexdigest()}).")
+    if held:
+        yield held
+
+
+def write_archive(*, volume_name: str, key: str, compression: str, layout: Layout, allow_devices: bool,
+                  sha256: str, job_id: int | None, storage=None, on_bytes=None, check_cancelled=None,
+                  limit: ExpansionLimit | None = None) -> None:
+    """Stream a stored archive into the volume through a never-started helper container.
+
+    `limit`: the size the check pass found; an archive that grew since is cut off there.
+    """
+    storage = storage or get_storage()
+    pieces = _tar_pieces(
+        storage=storage, key=key, compression=compression, layout=layout, allow_devices=allow_devices,
+        sha256=sha256, on_bytes=on_bytes, check_cancelled=check_cancelled, limit=limit,
+    )
+    with engine.helper_container(volume_name, read_only=False, purpose="restore", job_id=job_id) as cid:
+        try:
+            engine.put_archive(cid, pieces, path="/")
+        finally:
+            pieces.close()
+
+
+def empty_volume(*, volume_name: str, job_id: int | None) -> None:
+    engine.run_helper(volume_name, EMPTY_COMMAND, timeout=settings.RESTORE_EMPTY_TIMEOUT_SECONDS,
+                      purpose="restore-empty", job_id=job_id)
