@@ -225,7 +225,9 @@ def backup_model():
     except LookupError:
         return None
     names = {f.name for f in model._meta.get_fields()}
-    return model if {"volume", "status", "finished_at"} <= names else None
+    # status and finished_at may be the backup's own columns or read through its job
+    # (annotated by its manager): either way the model answers for them.
+    return model if "volume" in names and all(hasattr(model, n) for n in ("status", "finished_at")) else None
 
 
 def _succeeded_status(model) -> str:
@@ -241,6 +243,9 @@ def last_successful_backups() -> dict[int, datetime] | None:
     ok = model.objects.filter(status=_succeeded_status(model), finished_at__isnull=False, volume__isnull=False)
     if any(f.name == "missing" for f in model._meta.get_fields()):
         ok = ok.filter(missing=False)  # its archive was not found in storage: it protects nothing
+    imported = getattr(getattr(model, "Origin", None), "IMPORTED", None)
+    if imported is not None:
+        ok = ok.exclude(origin=imported)  # an archive imported under the volume's name is not its backup
     try:
         rows = (
             ok.order_by()

@@ -1,12 +1,4 @@
-import logging
-
 from django.apps import AppConfig
-
-logger = logging.getLogger(__name__)
-
-# Tasks after which policy runs may have moved on (their outcome is followed at once
-# instead of at the next periodic check).
-_FOLLOWED_TASKS = {"backups.tasks.backup_volume", "backups.tasks.verify_backup"}
 
 
 class PoliciesConfig(AppConfig):
@@ -14,12 +6,13 @@ class PoliciesConfig(AppConfig):
     verbose_name = "Backup policies, retention and notifications"
 
     def ready(self):
-        from celery.signals import task_postrun
-
         from jobs import recovery
+        from jobs.signals import job_ended
+        from policies.runs import runs_on_job_ended
 
         _beat_expiry_for_database_scheduler()
-        task_postrun.connect(_after_backup_task, weak=False, dispatch_uid="policies-follow-runs")
+        # Runs move on when their backup's (or verify) job ends, in the worker that ended it.
+        job_ended.connect(runs_on_job_ended, weak=False, dispatch_uid="policies-runs-on-job-ended")
         recovery.register(_recover)
 
 
@@ -39,21 +32,10 @@ def _beat_expiry_for_database_scheduler():
             entry["options"] = options
 
 
-def _after_backup_task(sender=None, **kwargs):
-    if getattr(sender, "name", None) not in _FOLLOWED_TASKS:
-        return
-    try:
-        from policies import tasks
-
-        tasks.follow_runs.delay()
-    except Exception:  # the periodic check follows the runs anyway
-        logger.exception("could not queue follow_runs")
-
-
 def _recover():
-    """At worker start and every minute: runs whose backup ended while no one watched
-    take its outcome; due times that passed while beat was down are recorded as missed."""
-    from policies import services
+    """At worker start and every minute: runs a lost job_ended signal left waiting move
+    on; due times that passed while beat was down are recorded as missed."""
+    from policies import monitoring, runs
 
-    services.runs_follow(prune=False, notify=False)
-    services.policies_detect_missed()
+    runs.runs_follow()
+    monitoring.policies_detect_missed()

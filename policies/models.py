@@ -78,11 +78,85 @@ class BackupPolicy(models.Model):
         return f"cargohold-policy-{self.pk}"
 
 
+class PolicyRunQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(status__in=PolicyRun.ACTIVE)
+
+
+def _run_state():
+    """A run's state, derived in SQL from what is the run's own and from its backup's job
+    (and verify job), so pages and services filter and order on `status`, `finished_at`
+    and `started_at` as if they were columns. The job rows are the only state machine:
+    nothing copies their status onto the run."""
+    from django.db.models import Case, F, Q, Value, When
+
+    from jobs.models import Job
+
+    S = PolicyRun.Status
+    own = ~Q(outcome="")
+    no_job = Q(job__isnull=True)
+    job_active = Q(job__status__in=Job.ACTIVE)
+    job_failed = ~Q(job__status=Job.Status.SUCCEEDED)
+    verified = Q(verify_job__status=Job.Status.SUCCEEDED)
+    verifying = Q(verify_job__isnull=True) | Q(verify_job__status__in=Job.ACTIVE)
+    status = Case(
+        When(own, then=F("outcome")),
+        # Between the run row and its backup (one transaction), or a lost run that the
+        # safety net ends.
+        When(no_job, then=Value(S.QUEUED)),
+        When(job_active, then=F("job__status")),
+        When(job_failed, then=Value(S.FAILED)),
+        When(verify_wanted=False, then=Value(S.SUCCEEDED)),
+        When(verified, then=Value(S.SUCCEEDED)),
+        When(verifying, then=Value(S.RUNNING)),
+        default=Value(S.FAILED),
+        output_field=models.CharField(),
+    )
+    finished_at = Case(
+        When(own, then=F("outcome_at")),
+        When(no_job | job_active, then=Value(None)),
+        When(job_failed | Q(verify_wanted=False), then=F("job__finished_at")),
+        default=F("verify_job__finished_at"),
+        output_field=models.DateTimeField(),
+    )
+    return {"status": status, "finished_at": finished_at, "started_at": F("job__started_at")}
+
+
+class PolicyRunManager(models.Manager.from_queryset(PolicyRunQuerySet)):
+    def get_queryset(self):
+        return super().get_queryset().annotate(**_run_state()).select_related("job", "verify_job", "backup")
+
+
+def _derived(name: str):
+    """`status`, `finished_at`, `started_at` of a run: the manager's annotation when the
+    row came through it, else read once through the manager (one definition of the state)."""
+    key = f"_run_state_{name}"
+
+    def get(self):
+        if key not in self.__dict__:
+            if self.pk is None:  # not saved yet: only its own outcome is known
+                return {"status": self.outcome or PolicyRun.Status.QUEUED, "finished_at": self.outcome_at}.get(name)
+            return PolicyRun.objects.filter(pk=self.pk).values_list(name, flat=True).first()
+        return self.__dict__[key]
+
+    def set(self, value):  # only the manager's annotation sets it
+        self.__dict__[key] = value
+
+    return property(get, set)
+
+
 class PolicyRun(models.Model):
     """One policy, one volume, one due time. Unique on those three, so a tick delivered
     twice (beat restarted, a message re-delivered after a worker died) never starts a
     second backup. Rows with an empty volume name are about the whole policy (a missed
-    due time, a selection that matched nothing)."""
+    due time, a selection that matched nothing).
+
+    A run reads its state through its backup's job (and its verify job): `status`,
+    `started_at`, `finished_at` and `message` are derived, never copied. What is the
+    run's own: `outcome` for a run that ended without its backup's job saying so
+    (skipped, missed, could not start, could not verify, lost), whether it verifies,
+    its pruning, and whether it was notified.
+    """
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"
@@ -107,23 +181,28 @@ class PolicyRun(models.Model):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     ENDED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.MISSED)
+    # The ends a run can have of its own ("": it follows its jobs).
+    OUTCOMES = [("", "follow the backup's job")] + [(s.value, s.label) for s in (Status.FAILED, Status.SKIPPED,
+                                                                                     Status.MISSED)]
 
     policy = models.ForeignKey(BackupPolicy, on_delete=models.CASCADE, related_name="runs")
     volume_name = models.CharField(max_length=255, blank=True, db_index=True)
     scheduled_for = models.DateTimeField(db_index=True)
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SCHEDULE)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     backup = models.ForeignKey(
         "backups.Backup", null=True, blank=True, on_delete=models.SET_NULL, related_name="policy_runs"
     )
     # The backup's id, kept when retention later deletes the backup row.
     backup_ref = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
+    # The backup's job: it outlives the backup row, so the run's state does too.
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Decided when the run starts (the policy's setting may change afterwards).
+    verify_wanted = models.BooleanField(default=False)
     verify_job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    message = models.TextField(blank=True)
+    outcome = models.CharField(max_length=16, choices=OUTCOMES, default="", blank=True)
+    outcome_message = models.TextField(blank=True)
+    outcome_at = models.DateTimeField(null=True, blank=True)
 
     prune_state = models.CharField(max_length=16, choices=Prune.choices, default=Prune.NONE, blank=True,
                                    db_index=True)
@@ -134,12 +213,19 @@ class PolicyRun(models.Model):
     # The outcome was handed to notifications (so each run is notified at most once).
     notified = models.BooleanField(default=False)
 
+    objects = PolicyRunManager()
+
+    status = _derived("status")
+    started_at = _derived("started_at")
+    finished_at = _derived("finished_at")
+
     class Meta:
         ordering = ["-scheduled_for", "-id"]
+        base_manager_name = "objects"
         constraints = [
             models.UniqueConstraint(fields=["policy", "volume_name", "scheduled_for"], name="policy_run_once"),
         ]
-        indexes = [models.Index(fields=["policy", "volume_name", "status"])]
+        indexes = [models.Index(fields=["policy", "volume_name"], name="policyrun_policy_volume")]
 
     def __str__(self):
         return f"{self.policy} / {self.volume_name or '(policy)'} @ {self.scheduled_for:%Y-%m-%d %H:%M} ({self.status})"
@@ -147,6 +233,34 @@ class PolicyRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    @property
+    def message(self) -> str:
+        """What to say about the run: its own outcome's words, else its jobs'."""
+        if self.outcome:
+            return self.outcome_message
+        job = self.job
+        if job is None or job.is_active:
+            return ""
+        if job.status != job.Status.SUCCEEDED:
+            return job.error or f"The backup was {job.status}."
+        if self.verify_wanted:
+            verify = self.verify_job
+            if verify is None or verify.is_active:
+                return "Verifying the stored archive."
+            if verify.status != verify.Status.SUCCEEDED:
+                return f"The backup was made but its verification failed: {verify.error or verify.status}"
+        size = self.backup.size_bytes if self.backup is not None else None
+        return (f"Backup #{self.backup_ref}" + (f", {size} bytes stored" if size is not None else "")
+                + (", verified again" if self.verify_wanted else "") + ".")
+
+    def refresh_from_db(self, *args, **kwargs):
+        """Also forget the derived state and the cached jobs: they may have moved on."""
+        super().refresh_from_db(*args, **kwargs)
+        for key in [k for k in self.__dict__ if k.startswith("_run_state_")]:
+            del self.__dict__[key]
+        for name in ("job", "verify_job", "backup"):
+            self._state.fields_cache.pop(name, None)
 
 
 class VolumeAlert(models.Model):

@@ -76,7 +76,7 @@ def policy_volumes(*, policy: BackupPolicy) -> list[dict]:
 
 
 def policy_runs(*, policy: BackupPolicy, limit: int = 50) -> list[PolicyRun]:
-    return list(PolicyRun.objects.filter(policy=policy).select_related("backup")[:limit])
+    return list(PolicyRun.objects.filter(policy=policy)[:limit])
 
 
 @dataclass
@@ -100,7 +100,7 @@ class VolumePreview:
 def retention_preview(*, policy: BackupPolicy, now: datetime | None = None) -> list[VolumePreview]:
     """What the policy's rules would delete today, per volume it has backups of (a
     dry run: storage is assumed healthy; the real prune re-checks everything)."""
-    from policies.services import retention_apply, retention_records
+    from policies.pruning import retention_apply, retention_records
 
     names = sorted(set(
         PolicyRun.objects.filter(policy=policy, backup_ref__isnull=False).values_list("volume_name", flat=True)
@@ -189,9 +189,10 @@ def protection_map(*, names: list[str], now: datetime | None = None) -> dict[str
             volume__name__in=names, container__gone_since__isnull=True
         ).exclude(container__compose_project="").values_list("volume__name", "container__compose_project"):
             projects.setdefault(vname, set()).add(project)
+    # An archive imported under a volume's name is not that volume's backup: it protects nothing.
     last_success = dict(
         Backup.objects.filter(volume_name__in=names, status=Backup.Status.SUCCEEDED, finished_at__isnull=False)
-        .order_by().values("volume_name").annotate(last=Max("finished_at")).values_list("volume_name", "last")
+        .exclude(origin=Backup.Origin.IMPORTED).order_by().values("volume_name").annotate(last=Max("finished_at")).values_list("volume_name", "last")
     )
     latest_ids = (
         PolicyRun.objects.filter(volume_name__in=names, status__in=(PolicyRun.Status.SUCCEEDED, PolicyRun.Status.FAILED))

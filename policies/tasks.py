@@ -1,26 +1,21 @@
 """Celery tasks: ids in, a service call. Beat sends `policy_due` (one PeriodicTask per
-policy, kept in the database by policies.services) and `check_policies` (settings)."""
+policy, kept in the database by policies.schedules) and `check_policies` (settings).
+Runs follow their backups through the job_ended signal (policies.runs), not a task."""
 
 from celery import shared_task
 
-from policies import notify, services
+from policies import monitoring, notify, runs
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def policy_due(policy_id: int):
     # A re-delivered tick starts nothing twice: run rows are unique per due time.
-    services.policy_tick(policy_id=policy_id)
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def follow_runs():
-    """After every backup or verify job (task_postrun hook) and from the periodic check."""
-    services.runs_follow()
+    runs.policy_tick(policy_id=policy_id)
 
 
 @shared_task(ignore_result=True)
 def check_policies():
-    services.policies_check()
+    monitoring.policies_check()
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=None)

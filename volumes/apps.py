@@ -6,9 +6,6 @@ class VolumesConfig(AppConfig):
     verbose_name = "Volumes (the mirror of the engine)"
 
     def ready(self):
-        from accounts import roles
-        from jobs import kinds
+        from volumes import worker
 
-        kinds.register("volume_create", "create volume", cancel_perm=roles.MANAGE_VOLUMES)
-        kinds.register("volume_remove", "remove volume", cancel_perm=roles.MANAGE_VOLUMES)
-        kinds.register("volume_prune", "prune volumes", cancel_perm=roles.MANAGE_VOLUMES)
+        worker.register_kinds()

@@ -1,21 +1,25 @@
-"""Writers of the mirror. Worker-side only: these call the engine."""
+"""Writers of the mirror, and the lifecycle's front door.
+
+The mirror's writers (mirror_sync, sizes_refresh) call the engine: worker side only
+(tasks, the event watcher, management commands). The lifecycle's *_start functions are
+the web side: they check what the mirror already rules out and write a job row; the
+worker performs the job (volumes.worker).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from volumes import engine
-from volumes.models import PROTECT_LABEL, labels_protected
-from project.errors import CargoholdError, Refused
+from project.errors import Refused
 from project.redact import scrubbed, scrubbed_text
-from volumes.models import Container, EngineStatus, Mount, Volume
+from volumes import engine
+from volumes.models import PROTECT_LABEL, Container, EngineStatus, Mount, Volume
 
 logger = logging.getLogger(__name__)
 
@@ -293,23 +297,34 @@ def mirror_sync_quietly() -> SyncResult | None:
         return None
 
 
-# --- lifecycle: create, remove, prune ------------------------------------------------
+# --- lifecycle: create, remove, prune (the web side's front door) -------------------
 #
 # Pages and management commands call the *_start functions (they only write a job row);
-# the worker runs the *_perform functions, which ask the engine again (the mirror may be
-# seconds behind), act, refresh the mirror and write the audit record.
+# the worker performs them (volumes.worker), asking the engine again (the mirror may be
+# seconds behind); each job's end is audited by its kind's on_end.
 
 KIND_CREATE = "volume_create"
 KIND_REMOVE = "volume_remove"
 KIND_PRUNE = "volume_prune"
 LIFECYCLE_KINDS = (KIND_CREATE, KIND_REMOVE, KIND_PRUNE)
-_is_protected = labels_protected
 
 
-def _protected_message(name: str) -> str:
+def protected_message(name: str) -> str:
     return (
         f"Volume {name} is protected (label {PROTECT_LABEL}=true): Cargohold never removes or prunes it. "
         "Use `docker volume rm` on the host if you really mean it."
+    )
+
+
+def users_text(users: list[tuple[str, str]]) -> str:
+    """'a (running), b (exited)' from (name, state) pairs."""
+    return ", ".join(f"{name} ({state})" for name, state in users)
+
+
+def in_use_message(name: str, users: list[tuple[str, str]]) -> str:
+    return (
+        f"Volume {name} is used by {len(users)} container{'s' if len(users) != 1 else ''}: {users_text(users)}. "
+        "Remove those containers first (stopped containers count, as in Docker)."
     )
 
 
@@ -317,17 +332,6 @@ def _requested_by(user, requested_by: str) -> str:
     from accounts.services import actor_name
 
     return actor_name(user, requested_by)
-
-
-def _users_text(users: list[tuple[str, str]]) -> str:
-    return ", ".join(f"{name} ({state})" for name, state in users)
-
-
-def _in_use_message(name: str, users: list[tuple[str, str]]) -> str:
-    return (
-        f"Volume {name} is used by {len(users)} container{'s' if len(users) != 1 else ''}: {_users_text(users)}. "
-        "Remove those containers first (stopped containers count, as in Docker)."
-    )
 
 
 def volume_create_start(
@@ -340,13 +344,12 @@ def volume_create_start(
     answer (does the name exist there, is the driver installed) run in the worker.
     """
     from jobs.services import job_create
-    from volumes import tasks
     from volumes.forms import validate_volume_name
 
     if name and (problem := validate_volume_name(name)):
         raise Refused(problem)
     return job_create(
-        kind=KIND_CREATE, task=tasks.create_volume, target=name or "(generated name)", user=user, trigger=trigger,
+        kind=KIND_CREATE, target=name or "(generated name)", user=user, trigger=trigger,
         params={
             "name": name, "driver": driver, "options": dict(options), "labels": dict(labels),
             "check_mount": bool(check_mount), "requested_by": _requested_by(user, requested_by),
@@ -357,16 +360,16 @@ def volume_create_start(
 def volume_remove_start(*, volume: Volume, user=None, trigger: str = "user", requested_by: str = ""):
     """Queue the removal of a volume, refusing at once what the mirror already rules out."""
     from jobs.services import job_create
-    from volumes import selectors, tasks
+    from volumes import selectors
 
     problem = ""
     users = [(c.name, c.state) for c in selectors.volume_users(volume=volume)]
     if volume.is_gone:
         problem = f"Volume {volume.name} is no longer on the engine; there is nothing to remove."
     elif volume.is_protected:
-        problem = _protected_message(volume.name)
+        problem = protected_message(volume.name)
     elif users:
-        problem = _in_use_message(volume.name, users)
+        problem = in_use_message(volume.name, users)
     if problem:
         from accounts.services import audit_record
 
@@ -376,7 +379,7 @@ def volume_remove_start(*, volume: Volume, user=None, trigger: str = "user", req
         )
         raise Refused(problem)
     return job_create(
-        kind=KIND_REMOVE, task=tasks.remove_volume, target=volume.name, user=user, trigger=trigger,
+        kind=KIND_REMOVE, target=volume.name, user=user, trigger=trigger,
         params={"requested_by": _requested_by(user, requested_by)},
     )
 
@@ -386,12 +389,11 @@ def volume_prune_start(
 ):
     """Queue the removal of exactly `names` (the list the user confirmed)."""
     from jobs.services import job_create
-    from volumes import tasks
 
     if not names:
         raise Refused("There is nothing to prune.")
     return job_create(
-        kind=KIND_PRUNE, task=tasks.prune_volumes, target=f"{len(names)} volume{'s' if len(names) != 1 else ''}",
+        kind=KIND_PRUNE, target=f"{len(names)} volume{'s' if len(names) != 1 else ''}",
         target_type="volumes", user=user, trigger=trigger, progress_total=len(names),
         params={"names": list(names), "include_named": bool(include_named),
                 "requested_by": _requested_by(user, requested_by)},
@@ -405,258 +407,3 @@ def volume_error_record(*, name: str, error: str) -> None:
 
 def volume_error_clear(*, name: str) -> None:
     Volume.objects.filter(name=name).exclude(last_error="").update(last_error="")
-
-
-@contextmanager
-def _audited(job, *, action: str, object_name: str, params: dict):
-    """Write the outcome of a worker action to the audit trail: ok, or the error's text.
-
-    Yields a dict whose "object_name" and "params" the action may complete on the way.
-    """
-    from accounts.services import audit_record
-    from jobs.runner import JobCancelled
-
-    entry = {"object_name": object_name, "params": {**params, "job": job.pk, "trigger": job.trigger}}
-
-    def record(result: str, error: str = "") -> None:
-        audit_record(
-            action=action, actor=job.created_by, actor_name=job.params.get("requested_by", ""),
-            object_type="volume", object_name=entry["object_name"], params=entry["params"],
-            result=result, error=error,
-        )
-
-    try:
-        yield entry
-    except JobCancelled:
-        record("error", "Cancelled by request.")
-        raise
-    except CargoholdError as exc:
-        record("error", str(exc))
-        raise
-    except Exception as exc:
-        record("error", f"Unexpected error: {type(exc).__name__}: {exc}")
-        raise
-    record("ok")
-
-
-def _engine_users(name: str) -> list[tuple[str, str]]:
-    """(container name, state) of every container on the engine that mounts `name`."""
-    users = []
-    for c in engine.list_containers():
-        if any(m.volume_name == name for m in c.mounts):
-            label = f"Cargohold helper of job {c.labels.get('cargohold.job') or '?'}" if engine.HELPER_LABEL in c.labels else c.name
-            users.append((label, c.state))
-    return sorted(users)
-
-
-def _forget_secrets(job) -> None:
-    """The worker has used the driver options: keep only a scrubbed copy in the job row."""
-    from jobs.models import Job
-
-    Job.objects.filter(pk=job.pk).update(params=scrubbed(job.params))
-
-
-def _mount_check(name: str, *, job_id: int) -> str:
-    """Mount the volume once in a helper container; the engine's message if that fails."""
-    try:
-        engine.run_helper(name, ["true"], timeout=60, purpose="mount-check", job_id=job_id)
-    except engine.EngineError as exc:
-        logger.warning("volume %s could not be mounted: %s", name, exc)
-        volume_error_record(name=name, error=str(exc))
-        return str(exc)
-    volume_error_clear(name=name)
-    return ""
-
-
-def volume_create_perform(*, ctx) -> dict:
-    """Worker side of volume_create_start: check the engine, create, mirror, audit.
-
-    Refused (nothing created) when the name exists on the engine or the driver is not
-    installed. With check_mount, the new volume is mounted once in a helper container so
-    that a driver that cannot mount it (NFS server down) says so now: the volume stays
-    (Docker created it) and its page shows the engine's message.
-    """
-    job = ctx.job
-    params = job.params
-    name, driver = params.get("name") or "", params.get("driver") or "local"
-    options, labels = params.get("options") or {}, params.get("labels") or {}
-    audit_params = {"driver": driver, "options": options, "labels": labels, "generated_name": not name}
-    try:
-        with _audited(job, action="volume_create", object_name=name or "(generated name)", params=audit_params) as entry:
-            ctx.check_cancelled()
-            with ctx.lock(f"volume:{name}", wait_seconds=10) if name else nullcontext():
-                if name and engine.volume_exists(name):
-                    raise Refused(f"A volume named {name} already exists on the engine; nothing was created.")
-                plugins = engine.info().volume_plugins
-                if driver not in plugins:
-                    raise Refused(
-                        f"The engine has no volume driver named {driver!r} "
-                        f"(installed: {', '.join(plugins) or 'none'}); nothing was created."
-                    )
-                ctx.say("Creating the volume")
-                created = engine.create_volume(name=name or None, driver=driver, options=options, labels=labels)
-                entry["object_name"] = created.name
-                from jobs.models import Job
-
-                Job.objects.filter(pk=job.pk).update(target=created.name)
-                mirror_sync_quietly()
-                problem = ""
-                if params.get("check_mount"):
-                    ctx.say("Mounting it once to check it")
-                    problem = _mount_check(created.name, job_id=job.pk)
-                    entry["params"]["mount_check"] = problem or "ok"
-    finally:
-        _forget_secrets(job)
-    message = f"Created volume {created.name}."
-    if problem:
-        message += f" But the engine could not mount it: {problem}"
-    return {"name": created.name, "mount_error": problem, "message": message}
-
-
-def volume_remove_perform(*, ctx) -> dict:
-    """Worker side of volume_remove_start: the engine decides, the mirror follows.
-
-    Refused when the engine says the volume is gone, protected, or used by any
-    container (stopped ones count). Plain remove, never forced. The mirror row is
-    marked gone by the sync, never deleted: backups keep their owner.
-    """
-    job = ctx.job
-    name = job.target
-    with _audited(job, action="volume_remove", object_name=name, params={}):
-        ctx.check_cancelled()
-        with ctx.lock(f"volume:{name}", wait_seconds=10):
-            try:
-                current = engine.inspect_volume(name)
-            except engine.NotFound:
-                mirror_sync_quietly()
-                raise Refused(f"Volume {name} is no longer on the engine (removed outside Cargohold?).") from None
-            if _is_protected(current.labels):
-                raise Refused(_protected_message(name))
-            users = _engine_users(name)
-            if users:
-                raise Refused(_in_use_message(name, users))
-            ctx.say("Removing the volume")
-            try:
-                engine.remove_volume(name)
-            except engine.Conflict as exc:
-                users = _engine_users(name)
-                raise Refused(_in_use_message(name, users) if users else str(exc)) from exc
-            except engine.NotFound:
-                raise Refused(f"Volume {name} disappeared from the engine before Cargohold removed it.") from None
-            except engine.EngineUnavailable:
-                raise
-            except engine.EngineError as exc:
-                volume_error_record(name=name, error=str(exc))
-                raise
-        mirror_sync_quietly()
-    return {"name": name, "message": f"Removed volume {name}. Its record and backups are kept."}
-
-
-def _prune_one(ctx, name: str, users: dict[str, list[tuple[str, str]]]) -> str:
-    """Remove one volume of a prune; "" when removed, else why it was skipped."""
-    try:
-        lock = ctx.lock(f"volume:{name}")
-        lock.__enter__()
-    except Refused as exc:  # another job (a backup) holds the volume
-        return str(exc)
-    try:
-        try:
-            current = engine.inspect_volume(name)
-        except engine.NotFound:
-            return "already gone from the engine"
-        if _is_protected(current.labels):
-            return f"protected ({PROTECT_LABEL}=true)"
-        if users.get(name):
-            return f"in use by {_users_text(users[name])}"
-        try:
-            engine.remove_volume(name)
-        except engine.Conflict as exc:
-            now_users = _engine_users(name)
-            return f"in use by {_users_text(now_users)}" if now_users else f"refused by the engine: {exc}"
-        except engine.NotFound:
-            return "already gone from the engine"
-        except engine.EngineUnavailable:
-            raise
-        except engine.EngineError as exc:
-            volume_error_record(name=name, error=str(exc))
-            return f"engine error: {exc}"
-        return ""
-    finally:
-        lock.__exit__(None, None, None)
-
-
-def volume_prune_perform(*, ctx) -> dict:
-    """Worker side of volume_prune_start: remove each confirmed volume the engine still allows.
-
-    The list comes from the preview the user confirmed; each volume is checked against
-    the engine right before its removal (gone, protected, used by a container: skipped
-    with the reason) and removed without force, so the engine itself refuses a volume
-    that a container started using since the check. Space reclaimed is the sum of the
-    sizes last measured. A cancel stops between volumes; the result keeps what was done.
-    """
-    from accounts.services import audit_record
-
-    job = ctx.job
-    names = [n for n in job.params.get("names") or [] if isinstance(n, str)]
-    sizes = dict(Volume.objects.filter(name__in=names).values_list("name", "size_bytes"))
-    removed: list[dict] = []
-    skipped: list[dict] = []
-    totals = {"reclaimed_bytes": 0, "unmeasured": 0}
-    ctx.set_total(len(names))
-    removed_names: list[str] = []
-    skipped_reasons: list[list[str]] = []  # pairs, not a dict: the audit masks keys that look secret
-    audit_params = {
-        "include_named": bool(job.params.get("include_named")), "requested": len(names),
-        "removed": removed_names, "skipped": skipped_reasons, "reclaimed": totals,
-    }
-
-    def summary() -> dict:
-        n, unmeasured = len(removed), totals["unmeasured"]
-        message = (
-            f"Removed {n} volume{'s' if n != 1 else ''}, skipped {len(skipped)}; "
-            f"{_size_text(totals['reclaimed_bytes'])} reclaimed"
-            + (f" (+ {unmeasured} volume{'s' if unmeasured != 1 else ''} of unknown size)" if unmeasured else "")
-            + "."
-        )
-        return {"removed": removed, "skipped": skipped, **totals, "message": message}
-
-    try:
-        with _audited(job, action="volume_prune", object_name=job.target, params=audit_params):
-            # One listing gives the reasons; the plain remove below is the engine's own,
-            # atomic check for anything that started using a volume since.
-            users: dict[str, list[tuple[str, str]]] = {}
-            for c in engine.list_containers():
-                for m in c.mounts:
-                    if m.volume_name:
-                        users.setdefault(m.volume_name, []).append((c.name, c.state))
-            for name in names:
-                ctx.check_cancelled()
-                ctx.say(f"Checking and removing {name}")
-                reason = _prune_one(ctx, name, users)
-                if reason:
-                    skipped.append({"name": name, "reason": reason})
-                    skipped_reasons.append([name, reason])
-                else:
-                    size = sizes.get(name)
-                    removed.append({"name": name, "size_bytes": size})
-                    removed_names.append(name)
-                    if size is None:
-                        totals["unmeasured"] += 1
-                    else:
-                        totals["reclaimed_bytes"] += size
-                    audit_record(
-                        action="volume_remove", actor=job.created_by, actor_name=job.params.get("requested_by", ""),
-                        object_type="volume", object_name=name, params={"via": "prune", "job": job.pk},
-                    )
-                ctx.advance(1)
-                ctx.result.update(summary())
-    finally:
-        if removed:
-            mirror_sync_quietly()
-    return summary()
-
-
-def _size_text(n: int) -> str:
-    from django.template.defaultfilters import filesizeformat
-
-    return str(filesizeformat(n)).replace("\xa0", " ")

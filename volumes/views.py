@@ -3,12 +3,13 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import roles
 from accounts.permissions import require
 from jobs import kinds
 from jobs.models import Job
+from jobs.polling import jobs_active_on, poll_response
 from project.errors import Refused
 from volumes import selectors, services
 from volumes.forms import PRESETS, PruneConfirmForm, VolumeCreateForm, VolumeRemoveForm
@@ -28,7 +29,8 @@ def volume_list(request):
     require(request, roles.VIEW_INVENTORY)
     filters = selectors.VolumeFilters.from_query(request.GET)
     page = selectors.volume_page(filters=filters, page=request.GET.get("page"))
-    context = {"page": page, "filters": filters, "sorts": selectors.VOLUME_SORTS}
+    context = {"page": page, "filters": filters, "sorts": selectors.VOLUME_SORTS,
+               "any_active": jobs_active_on(targets=[v.name for v in page])}  # sets the poll's pace
     template = "volumes/list.html#table" if request.htmx else "volumes/list.html"
     return render(request, template, context)
 
@@ -137,8 +139,5 @@ def volume_job(request, job_id: int):
         messages.success(request, job.result.get("message", "Removed."))
         return HttpResponseClientRedirect(reverse("volume_list"))
     if request.htmx:
-        response = render(request, "volumes/job.html#outcome", _job_context(job))
-        if not job.is_active:
-            response.status_code = HttpResponseStopPolling.status_code
-        return response
+        return poll_response(request, "volumes/job.html#outcome", _job_context(job), active=job.is_active)
     return render(request, "volumes/job.html", _job_context(job))

@@ -250,16 +250,21 @@ def test_without_a_backup_model_coverage_degrades_to_no_backups_yet(client_for, 
     assert "No backups yet." in client_for("Viewer").get("/").content.decode()
 
 
+def _backup(model, *, status, finished_at, origin="manual", **fields):
+    """A Backup row with its job (the row reads its status and end through the job)."""
+    job = Job.objects.create(kind="backup", status=status, finished_at=finished_at)
+    return model.objects.create(job=job, origin=origin, **fields)
+
+
 def test_backup_coverage_and_findings_from_the_backups_app(client_for, mirror):
     model = selectors.backup_model()
-    if model is None:
-        pytest.skip("the backups app has no Backup model in this tree")
+    assert model is not None  # the backups app is installed: coverage must be checked
     now = timezone.now()
-    model.objects.create(volume=mirror["db"], volume_name="shop_db", status="succeeded",
-                         finished_at=now - timedelta(hours=2), key="k1")
-    model.objects.create(volume=mirror["old"], volume_name="old_stuff", status="failed", finished_at=now)
-    model.objects.create(volume=mirror["old"], volume_name="old_stuff", status="succeeded",
-                         finished_at=now - timedelta(days=3), key="k2", missing=True)
+    _backup(model, volume=mirror["db"], volume_name="shop_db", status="succeeded",
+            finished_at=now - timedelta(hours=2), key="k1")
+    _backup(model, volume=mirror["old"], volume_name="old_stuff", status="failed", finished_at=now)
+    _backup(model, volume=mirror["old"], volume_name="old_stuff", status="succeeded",
+            finished_at=now - timedelta(days=3), key="k2", missing=True)
 
     overview = client_for("Viewer").get("/").content.decode()
     risks = client_for("Viewer").get("/risks/").content.decode()
@@ -268,6 +273,24 @@ def test_backup_coverage_and_findings_from_the_backups_app(client_for, mirror):
     assert "Backed up in the last 7 days</dt><dd>1 of 4 volumes" in overview  # the missing archive counts for nothing
     section = risks[risks.index('data-kind="no-backup"'):]
     assert 'data-subject="old_stuff"' in section and 'data-subject="shop_db"' not in section
+
+
+def test_an_imported_archive_under_a_volumes_name_is_not_that_volumes_backup(client_for, mirror):
+    model = selectors.backup_model()
+    now = timezone.now()
+    _backup(model, volume=mirror["db"], volume_name="shop_db", status="succeeded",
+            finished_at=now - timedelta(hours=2), key="k1")
+    _backup(model, volume=mirror["old"], volume_name="old_stuff", status="succeeded", origin="imported",
+            finished_at=now - timedelta(minutes=5), key="k2")
+
+    assert set(selectors.last_successful_backups()) == {mirror["db"].pk}
+    overview = client_for("Viewer").get("/").content.decode()
+    risks = client_for("Viewer").get("/risks/").content.decode()
+
+    assert "Backed up in the last 24 h</dt><dd>1 of 4 volumes" in overview
+    section = risks[risks.index('data-kind="no-backup"'):]
+    section = section[: section.index("</section>")]
+    assert 'data-subject="old_stuff"' in section and "Never backed up" in section
 
 
 def test_backup_coverage_counts_volumes_backed_up_in_24h_and_7d(monkeypatch, mirror):

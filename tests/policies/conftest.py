@@ -9,13 +9,14 @@ from tests import dockercli
 def no_enqueue(monkeypatch):
     """Jobs and notifications are created but not sent to Redis: the test runs them itself
     (a session worker started by another test would otherwise race us for them)."""
-    from backups import tasks as backup_tasks
+    from jobs import services as job_services
     from policies import tasks as policy_tasks
 
     sent = []
-    for task in (backup_tasks.backup_volume, backup_tasks.verify_backup, policy_tasks.deliver_notification,
-                 policy_tasks.follow_runs):
-        monkeypatch.setattr(task, "delay", lambda *args, _name=task.name, **kwargs: sent.append((_name, args)))
+    monkeypatch.setattr(job_services, "job_enqueue",
+                        lambda *, job, queue=None: sent.append(("jobs.tasks.run_job", (job.pk,))))
+    task = policy_tasks.deliver_notification
+    monkeypatch.setattr(task, "delay", lambda *args, _name=task.name, **kwargs: sent.append((_name, args)))
     return sent
 
 
@@ -59,22 +60,20 @@ def labelled_volumes():
 
 
 def run_backups(runs):
-    """Run the queued backups of these runs with the real runner and handler, in this process."""
-    from backups import services
-    from jobs.runner import run_job
+    """Run the queued backups of these runs with the real runner, in this process: their
+    end (job_ended) moves the runs on, as in a worker."""
+    from jobs.runner import job_perform
 
     for run in runs:
         run.refresh_from_db()
         if run.job_id:
-            run_job(run.job_id, services.backup_run)
-            services.backup_sync_with_job(job_id=run.job_id)
+            job_perform(run.job_id)
 
 
 def run_verify_jobs(runs):
-    from backups import services
-    from jobs.runner import run_job
+    from jobs.runner import job_perform
 
     for run in runs:
         run.refresh_from_db()
         if run.verify_job_id:
-            run_job(run.verify_job_id, services.backup_verify_run)
+            job_perform(run.verify_job_id)

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from backups.models import Backup
-from jobs.services import lock_acquire, lock_release
+from jobs.locks import lock_acquire, lock_release, volume_lock
 from policies import services
 from policies.models import BackupPolicy, PolicyRun
 from tests import dockercli
@@ -39,7 +39,7 @@ def test_beat_runs_a_minutely_policy_and_skips_an_overlap(celery_worker, setting
         dockercli.fill_volume(name, "echo data > /data/file")
     mirror_sync()
     # Held as another operation on the volume would: its backup waits (running) meanwhile.
-    lock_acquire(resource=f"volume:{busy}", owner="test: a long restore", ttl=timedelta(minutes=10))
+    lock_acquire(resource=volume_lock(busy), owner="test: a long restore", ttl=timedelta(minutes=10))
 
     beat = beat_process(scheduler=SCHEDULER).start()
     try:
@@ -69,10 +69,9 @@ def test_beat_runs_a_minutely_policy_and_skips_an_overlap(celery_worker, setting
         assert b2.status == "skipped" and f"#{b1.pk}" in b2.message
         assert Backup.objects.filter(volume_name=busy).count() == 1  # not queued twice
     finally:
-        lock_release(resource=f"volume:{busy}", owner="test: a long restore")
+        lock_release(resource=volume_lock(busy), owner="test: a long restore")
 
-    def settled():
-        services.runs_follow(prune=False, notify=False)
+    def settled():  # no following here: the worker's job_ended receiver moves the runs on
         return all(r.status == "succeeded" for r in (*runs(quick)[:2], runs(busy)[0])) and \
             PolicyRun.objects.filter(pk=q2.pk, prune_state="done").exists()
 

@@ -9,6 +9,7 @@ from django.core.management.base import CommandError
 from accounts.models import AuditEvent
 from backups.models import Backup
 from policies import services
+from tests.policies.test_services import follow
 from policies.models import PolicyRun
 from tests import dockercli
 from tests.policies.conftest import run_backups
@@ -55,7 +56,7 @@ def test_apply_retention_dry_run_then_for_real(make_policy, labelled_volumes, no
     for _ in range(3):
         runs = services.policy_run_now(policy=policy)
         run_backups(runs)
-        services.runs_follow()
+        follow()
         made.append(runs[0].backup_ref)
     policy.keep_last = 1
     services.policy_save(policy=policy)
@@ -77,11 +78,11 @@ def test_apply_retention_prunes_nothing_after_a_failed_run(make_policy, labelled
     for _ in range(2):
         runs = services.policy_run_now(policy=policy)
         run_backups(runs)
-        services.runs_follow()
+        follow()
     runs = services.policy_run_now(policy=policy)
     dockercli.docker("volume", "rm", name)
     run_backups(runs)
-    services.runs_follow()
+    follow()
     policy.keep_last = 1
     services.policy_save(policy=policy)
     out = call("apply_retention", "--policy", "nightly")

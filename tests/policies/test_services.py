@@ -11,7 +11,8 @@ from accounts.models import AuditEvent
 from backups.models import Backup
 from backups.services import backup_start
 from backups.storage import get_storage
-from policies import services
+from jobs.models import Job
+from policies import monitoring, pruning, runs as policy_runs, services
 from policies.models import BackupPolicy, Notification, NotificationSettings, PolicyRun, VolumeAlert
 from project.errors import CargoholdError
 from tests import dockercli
@@ -30,7 +31,11 @@ def run_now(policy, **kw):
 
 
 def follow():
-    services.runs_follow()
+    """What the periodic check does for runs: the safety net beside job_ended, pruning,
+    notifying."""
+    policy_runs.runs_follow()
+    pruning.runs_prune_pending()
+    monitoring.runs_notify_outcomes()
 
 
 # --- saving and beat's schedule ----------------------------------------------------------------
@@ -115,7 +120,7 @@ def test_a_due_time_while_the_previous_run_is_still_going_is_skipped(make_policy
     [first] = run_now(policy)
     assert first.status == "queued"
 
-    [second] = services.policy_run(policy=policy, scheduled_for=timezone.now() + timedelta(minutes=1))
+    [second] = policy_runs.policy_run(policy=policy, scheduled_for=timezone.now() + timedelta(minutes=1))
     assert second.status == "skipped"
     assert f"#{first.pk}" in second.message and "still queued" in second.message
     assert Backup.objects.filter(volume_name=name).count() == 1
@@ -133,18 +138,18 @@ def test_a_repeated_tick_starts_nothing_twice(make_policy, labelled_volumes, no_
     names = labelled_volumes(2, label(), fill=False)
     policy = make_policy(selector_value=label_of(names[0]), cron="*/5 * * * *")
     now = timezone.now().replace(minute=10, second=1)
-    first = services.policy_tick(policy_id=policy.pk, now=now)
-    again = services.policy_tick(policy_id=policy.pk, now=now + timedelta(seconds=20))
+    first = policy_runs.policy_tick(policy_id=policy.pk, now=now)
+    again = policy_runs.policy_tick(policy_id=policy.pk, now=now + timedelta(seconds=20))
     assert len(first) == 2 and again == []
     assert {r.scheduled_for for r in first} == {now.replace(second=0, microsecond=0)}
-    assert services.policy_run(policy=policy, scheduled_for=first[0].scheduled_for) == []
+    assert policy_runs.policy_run(policy=policy, scheduled_for=first[0].scheduled_for) == []
     assert Backup.objects.filter(volume_name__in=names).count() == 2
 
     # A worker that died halfway through a tick: the repeated tick completes it.
     half = first[1]
     Backup.objects.filter(pk=half.backup_ref).delete()
     half.delete()
-    [completed] = services.policy_tick(policy_id=policy.pk, now=now + timedelta(seconds=30))
+    [completed] = policy_runs.policy_tick(policy_id=policy.pk, now=now + timedelta(seconds=30))
     assert completed.volume_name == half.volume_name and completed.status == "queued"
     assert Backup.objects.filter(volume_name__in=names).count() == 2
 
@@ -237,11 +242,10 @@ def test_pruning_keeps_by_the_rules_and_never_touches_manual_or_kept_backups(
 
 
 def run_backups_of(backups):
-    from backups import services as backup_services
-    from jobs.runner import run_job
+    from jobs.runner import job_perform
 
     for b in backups:
-        run_job(b.job_id, backup_services.backup_run)
+        job_perform(b.job_id)
 
 
 @pytest.mark.engine
@@ -256,7 +260,13 @@ def test_storage_unavailable_during_pruning_deletes_nothing_and_says_so(
     runs = []
     for _ in range(2):
         runs += run_now(policy)
-        run_backups(runs[-1:])
+        # The prune at the job's end does not happen (the worker died right after the job
+        # ended): the periodic check prunes later, when the storage has gone away.
+        with monkeypatch.context() as m:
+            m.setattr(pruning, "runs_prune_pending", lambda: None)
+            run_backups(runs[-1:])
+    assert set(PolicyRun.objects.filter(pk__in=[r.pk for r in runs]).values_list("prune_state", flat=True)) \
+        == {"pending"}
     before = set(Backup.objects.filter(volume_name=name).values_list("pk", flat=True))
     if breakage == "listing raises":
         def broken(self, prefix=""):
@@ -303,22 +313,24 @@ def test_missed_due_times_are_recorded_once_and_grouped(make_policy, settings):
     now = timezone.now().replace(minute=30, second=0, microsecond=0)
     BackupPolicy.objects.filter(pk=policy.pk).update(schedule_checked_until=now - timedelta(hours=5))
     ran = now.replace(minute=0) - timedelta(hours=2)  # one due time did run
-    PolicyRun.objects.create(policy=policy, volume_name="v", scheduled_for=ran, status="succeeded")
+    job = Job.objects.create(kind="backup", status="succeeded", finished_at=ran)
+    PolicyRun.objects.create(policy=policy, volume_name="v", scheduled_for=ran, job=job)
+    assert PolicyRun.objects.get(job=job).status == "succeeded"
 
-    recorded = services.policies_detect_missed(now=now)
+    recorded = monitoring.policies_detect_missed(now=now)
     assert [(r.scheduled_for, r.status) for r in recorded] == [
         (now.replace(minute=0) - timedelta(hours=4), "missed"),
         (now.replace(minute=0) - timedelta(hours=1), "missed"),
     ]
     assert "Missed 2 due times" in recorded[0].message
-    assert services.policies_detect_missed(now=now) == []
-    assert services.policies_detect_missed(now=now + timedelta(minutes=10)) == []
+    assert monitoring.policies_detect_missed(now=now) == []
+    assert monitoring.policies_detect_missed(now=now + timedelta(minutes=10)) == []
 
 
 def test_disabled_policies_are_not_reported_missed(make_policy):
     policy = make_policy(selector_value="a=b", cron="* * * * *", enabled=False)
     BackupPolicy.objects.filter(pk=policy.pk).update(schedule_checked_until=timezone.now() - timedelta(hours=1))
-    assert services.policies_detect_missed() == []
+    assert monitoring.policies_detect_missed() == []
 
 
 @pytest.mark.engine
@@ -327,24 +339,24 @@ def test_an_overdue_volume_is_notified_once_per_episode(make_policy, labelled_vo
     policy = make_policy(selector_value=label_of(name), cron="* * * * *", overdue_grace_minutes=1)
     NotificationSettings.objects.create(email_enabled=True, email_to="ops@example.com", on_overdue=True)
     now = timezone.now()
-    assert services.volumes_check_overdue(now=now) == []  # covered a moment ago: not yet
+    assert monitoring.volumes_check_overdue(now=now) == []  # covered a moment ago: not yet
     later = now + timedelta(minutes=5)
-    assert services.volumes_check_overdue(now=later) == [name]
-    assert services.volumes_check_overdue(now=later + timedelta(minutes=1)) == []
+    assert monitoring.volumes_check_overdue(now=later) == [name]
+    assert monitoring.volumes_check_overdue(now=later + timedelta(minutes=1)) == []
     _deliver_all()
     assert len(mail.outbox) == 1 and "overdue" in mail.outbox[0].subject
 
     runs = run_now(policy)
     run_backups(runs)
     follow()
-    services.volumes_check_overdue(now=timezone.now())
+    monitoring.volumes_check_overdue(now=timezone.now())
     assert not VolumeAlert.objects.filter(volume_name=name, closed_at__isnull=True).exists()
-    assert services.volumes_check_overdue(now=timezone.now() + timedelta(minutes=5)) == [name]  # a new episode
+    assert monitoring.volumes_check_overdue(now=timezone.now() + timedelta(minutes=5)) == [name]  # a new episode
 
 
 @pytest.mark.engine
 def test_protection_states(make_policy, labelled_volumes, no_enqueue, backup_root, settings):
-    from jobs.services import lock_acquire, lock_release
+    from jobs.locks import lock_acquire, lock_release, volume_lock
     from policies.selectors import health_summary, protection_map
 
     sel = label()
@@ -358,11 +370,11 @@ def test_protection_states(make_policy, labelled_volumes, no_enqueue, backup_roo
     failing_run = next(r for r in runs if r.volume_name == failing)
     # Busy with another operation, and the backup may not wait: it is refused, the run fails.
     settings.BACKUP_LOCK_WAIT_SECONDS = 0
-    lock_acquire(resource=f"volume:{failing}", owner="test: a restore", ttl=timedelta(minutes=5))
+    lock_acquire(resource=volume_lock(failing), owner="test: a restore", ttl=timedelta(minutes=5))
     try:
         run_backups(runs)
     finally:
-        lock_release(resource=f"volume:{failing}", owner="test: a restore")
+        lock_release(resource=volume_lock(failing), owner="test: a restore")
     follow()
 
     p = protection_map(names=[covered, failing, in_use, unused])
@@ -374,3 +386,89 @@ def test_protection_states(make_policy, labelled_volumes, no_enqueue, backup_roo
     summary = health_summary()
     assert in_use in [x.volume for x in summary.unprotected_in_use]
     assert summary.covered >= 1
+
+
+# --- runs follow their jobs (job_ended), imports are nobody's protection ---------------------------
+
+
+@pytest.mark.engine
+def test_a_run_moves_on_when_its_backups_job_ends_without_anyone_following(
+    make_policy, labelled_volumes, no_enqueue, backup_root
+):
+    [name] = labelled_volumes(1, label())
+    policy = make_policy(selector_value=label_of(name), keep_last=1)
+    NotificationSettings.objects.create(email_enabled=True, email_to="ops@example.com", on_success=True)
+    first = run_now(policy)
+    run_backups(first)
+    second = run_now(policy)
+    assert PolicyRun.objects.get(pk=second[0].pk).status == "queued"  # not skipped: the first one ended
+    run_backups(second)  # no follow(): the jobs' end moved the runs on
+
+    run = PolicyRun.objects.get(pk=second[0].pk)
+    job = Job.objects.get(pk=run.job_id)
+    assert run.status == "succeeded" and (run.started_at, run.finished_at) == (job.started_at, job.finished_at)
+    assert run.prune_state == "done"  # keep_last=1: the first run's backup went
+    assert list(Backup.objects.filter(volume_name=name).values_list("pk", flat=True)) == [run.backup_ref]
+    assert Notification.objects.filter(event="run_succeeded").count() == 2
+    assert set(PolicyRun.objects.filter(policy=policy, status__in=("succeeded",)).values_list("pk", flat=True)) \
+        == {first[0].pk, run.pk}
+
+
+@pytest.mark.engine
+def test_the_verify_job_starts_when_the_backups_job_ends(make_policy, labelled_volumes, no_enqueue, backup_root):
+    [name] = labelled_volumes(1, label())
+    policy = make_policy(selector_value=label_of(name), verify_after_backup=True)
+    runs = run_now(policy)
+    run_backups(runs)  # no follow()
+
+    run = PolicyRun.objects.get(pk=runs[0].pk)
+    assert run.status == "running" and run.verify_job_id and run.message == "Verifying the stored archive."
+    assert ("jobs.tasks.run_job", (run.verify_job_id,)) in no_enqueue
+    assert PolicyRun.objects.active().filter(pk=run.pk).exists()
+    run_verify_jobs([run])
+    run = PolicyRun.objects.get(pk=run.pk)
+    assert run.status == "succeeded" and "verified again" in run.message and run.prune_state == "done"
+    # Only the policy's setting at the time counts: turning it off does not rewrite history.
+    policy.verify_after_backup = False
+    services.policy_save(policy=policy)
+    assert PolicyRun.objects.get(pk=run.pk).message.endswith("verified again.")
+
+
+@pytest.mark.engine
+def test_a_backup_cancelled_while_queued_fails_its_run_and_is_notified(make_policy, labelled_volumes, no_enqueue):
+    from jobs.services import job_request_cancel, jobs_end_pending
+
+    [name] = labelled_volumes(1, label(), fill=False)
+    policy = make_policy(selector_value=label_of(name))
+    _notify_by_email()
+    [run] = run_now(policy)
+    job_request_cancel(job=Job.objects.get(pk=run.job_id))
+    assert PolicyRun.objects.get(pk=run.pk).status == "failed"  # read through the job at once
+    jobs_end_pending()  # the sweep ends it (on_end, job_ended) in the worker
+
+    run = PolicyRun.objects.get(pk=run.pk)
+    assert run.status == "failed" and "Cancelled" in run.message and run.notified and run.prune_state == ""
+    _deliver_all()
+    assert len(mail.outbox) == 1 and "failed" in mail.outbox[0].subject
+
+
+@pytest.mark.engine
+def test_an_imported_archive_under_a_volumes_name_does_not_protect_it(make_policy, labelled_volumes):
+    from policies.selectors import protection_map
+    from volumes.models import Volume
+
+    [name] = labelled_volumes(1, label(), fill=False)
+    make_policy(selector_value=label_of(name), cron="* * * * *", overdue_grace_minutes=1)
+    volume = Volume.objects.get(name=name)
+    later = timezone.now() + timedelta(minutes=5)
+    imported = Job.objects.create(kind="archive_import", status="succeeded", finished_at=later)
+    Backup.objects.create(job=imported, volume=volume, volume_name=name, origin=Backup.Origin.IMPORTED, key="k1")
+
+    p = protection_map(names=[name], now=later)[name]
+    assert p.last_success_at is None and p.overdue and "no successful backup" in p.overdue_detail
+    assert monitoring.volumes_check_overdue(now=later) == [name]
+
+    own = Job.objects.create(kind="backup", status="succeeded", finished_at=later)
+    Backup.objects.create(job=own, volume=volume, volume_name=name, origin=Backup.Origin.MANUAL, key="k2")
+    p = protection_map(names=[name], now=later)[name]
+    assert p.last_success_at == later and not p.overdue

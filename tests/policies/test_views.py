@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import AuditEvent
+from jobs.models import Job
 from policies.models import BackupPolicy, NotificationSettings, PolicyRun
 
 pytestmark = [pytest.mark.django_db]
@@ -49,7 +50,8 @@ def test_detail_shows_next_runs_in_the_policys_zone(client_for, make_policy):
 
 
 def test_htmx_poll_gets_the_runs_partial(client_for, policy):
-    PolicyRun.objects.create(policy=policy, volume_name="db", scheduled_for=policy.created_at, status="running")
+    job = Job.objects.create(kind="backup", status="running")
+    PolicyRun.objects.create(policy=policy, volume_name="db", scheduled_for=policy.created_at, job=job)
     page = client_for("Viewer").get(reverse("policy_detail", args=[policy.pk]), HTTP_HX_REQUEST="true")
     body = page.content.decode()
     assert page.status_code == 200 and 'id="policy-runs"' in body and "<html" not in body

@@ -13,7 +13,8 @@ from tests.volumes.lifecycle import cleanup_labels, run_inline
 from volumes import services
 from volumes.models import Volume
 
-pytestmark = [pytest.mark.django_db, pytest.mark.engine]
+# transaction=True: the runner closes a connection left in a transaction, as a worker would.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine, pytest.mark.usefixtures("no_enqueue")]
 
 
 def _inspect(name: str) -> dict:
@@ -134,3 +135,19 @@ def test_two_creates_of_one_name_the_second_is_refused(make_user):
     _, error = run_inline(second)
 
     assert isinstance(error, Refused) and "already exists" in str(error)
+
+
+def test_a_create_cancelled_while_queued_is_audited_and_forgets_its_password(make_user):
+    from jobs.services import job_request_cancel, jobs_end_pending
+
+    name = dockercli.unique_name("cancelled")
+    job = _start(make_user("Admin"), name=name, check_mount=False,
+                 options={"type": "cifs", "o": "addr=127.0.0.1,username=u,password=S3cr3t-pw,vers=3.0",
+                          "device": "//127.0.0.1/share"})
+    job_request_cancel(job=job)
+    jobs_end_pending()  # the sweep: the job's on_end runs though it never ran
+
+    event = AuditEvent.objects.get(action="volume_create")
+    assert (event.result, event.object_name) == ("error", name) and "Cancelled" in event.error
+    assert "S3cr3t-pw" not in json.dumps(Job.objects.get(pk=job.pk).params)
+    assert not dockercli.volume_exists(name)

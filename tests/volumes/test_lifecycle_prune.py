@@ -11,13 +11,14 @@ import pytest
 from accounts.models import AuditEvent
 from jobs.models import Job
 from jobs.runner import JobContext
-from jobs.services import lock_acquire
+from jobs.locks import lock_acquire, volume_lock
 from tests import dockercli
 from tests.volumes.lifecycle import run_inline
-from volumes import selectors, services
+from volumes import selectors, services, worker
 from volumes.models import Volume
 
-pytestmark = [pytest.mark.django_db, pytest.mark.engine]
+# transaction=True: the runner closes a connection left in a transaction, as a worker would.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine, pytest.mark.usefixtures("no_enqueue")]
 
 
 def _anonymous(**kwargs) -> str:
@@ -89,7 +90,7 @@ def test_the_engine_refuses_a_volume_a_container_took_after_the_workers_check(ma
     job = services.volume_prune_start(names=[name], include_named=False, user=make_user("Admin"))
     container = dockercli.run_container(f"{name}:/data", start=False)
 
-    reason = services._prune_one(JobContext(job), name, users={})  # the worker's listing missed it
+    reason = worker._prune_one(JobContext(job), name, users={})  # the worker's listing missed it
 
     assert reason == f"in use by {container} (created)"
     assert dockercli.volume_exists(name)
@@ -99,7 +100,7 @@ def test_a_volume_another_job_holds_is_skipped_as_busy(make_user):
     name = _anonymous()
     services.mirror_sync()
     job = services.volume_prune_start(names=[name], include_named=False, user=make_user("Admin"))
-    lock_acquire(resource=f"volume:{name}", owner="job 999 (backup) on elsewhere", ttl=timedelta(minutes=5))
+    lock_acquire(resource=volume_lock(name), owner="job 999 (backup) on elsewhere", ttl=timedelta(minutes=5))
 
     result, error = run_inline(job)
 

@@ -9,7 +9,8 @@ from tests.volumes.lifecycle import run_inline
 from volumes import services
 from volumes.models import Volume
 
-pytestmark = [pytest.mark.django_db, pytest.mark.engine]
+# transaction=True: the runner closes a connection left in a transaction, as a worker would.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine, pytest.mark.usefixtures("no_enqueue")]
 
 
 def _remove(user, name):

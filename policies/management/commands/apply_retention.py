@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from policies import services
+from policies import pruning
 from policies.models import BackupPolicy
 
 
@@ -25,7 +25,7 @@ class Command(BaseCommand):
         errors = 0
         for policy in policies:
             self.stdout.write(f"policy {policy.name} ({policy.rules.describe()}):")
-            outcomes = services.policy_apply_retention(policy=policy, dry_run=dry)
+            outcomes = pruning.policy_apply_retention(policy=policy, dry_run=dry)
             if not outcomes:
                 self.stdout.write("  no backups yet")
             for o in outcomes:

@@ -4,6 +4,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from policies import services
+from policies.runs import runs_follow
 from policies.models import BackupPolicy, PolicyRun
 
 
@@ -48,7 +49,7 @@ class Command(BaseCommand):
             if deadline is not None and time.monotonic() > deadline:
                 raise CommandError(f"Runs still active after {options['timeout']:g} s: is a Cargohold worker running?")
             time.sleep(1)
-            services.runs_follow(policy=policy, prune=False, notify=False)
+            runs_follow(policy=policy)  # a lost job_ended signal must not keep it waiting
         failed = 0
         for run in PolicyRun.objects.filter(pk__in=ids).order_by("volume_name"):
             failed += run.status == PolicyRun.Status.FAILED

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from policies.services import policies_resync_schedules
+from policies.schedules import policies_resync_schedules
 
 
 class Command(BaseCommand):
