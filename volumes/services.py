@@ -1,5 +1,7 @@
 """Writers of the mirror, and the lifecycle's front door.
 
+(About 400 lines: the mirror sync and its three passes belong together.)
+
 The mirror's writers (mirror_sync, sizes_refresh) call the engine: worker side only
 (tasks, the event watcher, management commands). The lifecycle's *_start functions are
 the web side: they check what the mirror already rules out and write a job row; the

@@ -141,3 +141,34 @@ def _close(s: socket.socket) -> None:
         s.close()
     except OSError:
         pass
+
+
+def slow_engine_worker(worker_factory, monkeypatch, tmp_path, *, name: str, concurrency: int = 1,
+                       bytes_per_second: int = 2_000_000):
+    """A worker on a queue of its own that reads the engine through a slow link, so a
+    backup it runs is still streaming when the test acts (kills it, re-sends its message).
+    Returns (worker, queue, proxy); the caller closes the proxy."""
+    import uuid
+
+    queue = f"{os.environ['CELERY_QUEUE']}-{name}-{uuid.uuid4().hex[:6]}"
+    proxy = EngineProxy(str(tmp_path / "engine.sock")).start()
+    proxy.bytes_per_second = bytes_per_second
+    monkeypatch.setenv("DOCKER_HOST", proxy.url)
+    worker = worker_factory(concurrency=concurrency, name=name, queue=queue)
+    monkeypatch.delenv("DOCKER_HOST")
+    return worker, queue, proxy
+
+
+def backup_streaming(*, volume_name: str, queue: str, more_than: int = 2_000_000):
+    """Start a backup (containers stopped) on `queue` and wait until it streams."""
+    from django.db import transaction
+
+    from backups.services import backup_start
+    from jobs.models import Job
+    from tests.conftest import wait_for
+
+    with transaction.atomic():
+        backup = backup_start(volume_name=volume_name, stop_containers=True, queue=queue)
+    wait_for(lambda: Job.objects.get(pk=backup.job_id).progress_done > more_than, timeout=60,
+             message="the backup to be streaming")
+    return backup

@@ -1,10 +1,8 @@
 """End-to-end flows with real Celery workers: the queue, the CLI, and a worker killed mid-backup."""
 
 import json
-import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from jobs.models import Job, ResourceLock
 from jobs.services import job_request_cancel
 from jobs.tasks import run_job
 from tests import dockercli
-from tests.backups.engineproxy import EngineProxy
+from tests.backups.engineproxy import backup_streaming, slow_engine_worker
 from tests.conftest import ROOT, _test_env, wait_for
 from volumes.services import mirror_sync
 
@@ -120,18 +118,10 @@ def test_worker_killed_mid_backup_leaves_nothing_half_done_and_the_next_backup_s
     name = _volume("head -c 30000000 /dev/urandom > /data/big.bin && echo small > /data/small.txt")
     user = dockercli.run_container(f"{name}:/srv", command=SERVICE)
     mirror_sync()
-    queue = f"{os.environ['CELERY_QUEUE']}-kill-{uuid.uuid4().hex[:6]}"
     # The doomed worker reads the engine through a slow link, so the kill lands mid-stream.
-    proxy = EngineProxy(str(tmp_path / "engine.sock")).start()
-    proxy.bytes_per_second = 2_000_000
-    monkeypatch.setenv("DOCKER_HOST", proxy.url)
-    doomed = worker_factory(concurrency=1, name="doomed", queue=queue)
-    monkeypatch.delenv("DOCKER_HOST")
+    doomed, queue, proxy = slow_engine_worker(worker_factory, monkeypatch, tmp_path, name="doomed")
     try:
-        with transaction.atomic():
-            backup = services.backup_start(volume_name=name, stop_containers=True, queue=queue)
-        wait_for(lambda: Job.objects.get(pk=backup.job_id).progress_done > 2_000_000, timeout=60,
-                 message="the backup to be streaming")
+        backup = backup_streaming(volume_name=name, queue=queue)
         assert dockercli.container_state(user) == "exited"  # stopped for the backup
         backup.refresh_from_db()
         assert [c["name"] for c in backup.stopped_containers] == [user] and backup.restart_pending

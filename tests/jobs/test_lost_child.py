@@ -3,7 +3,6 @@ and what the job stopped is started again, while the worker itself lives on."""
 
 import os
 import signal
-import uuid
 
 import pytest
 from django.db import transaction
@@ -12,7 +11,7 @@ from backups import services as backup_services
 from backups.models import Backup
 from jobs.models import Job, ResourceLock
 from tests import dockercli
-from tests.backups.engineproxy import EngineProxy
+from tests.backups.engineproxy import backup_streaming, slow_engine_worker
 from tests.conftest import wait_for
 from volumes.services import mirror_sync
 
@@ -34,17 +33,9 @@ def test_killed_pool_child_fails_its_backup_within_seconds_and_restarts_its_cont
     dockercli.fill_volume(name, "head -c 40000000 /dev/urandom > /data/big.bin")
     user = dockercli.run_container(f"{name}:/srv", command=SERVICE)
     mirror_sync()
-    queue = f"{os.environ['CELERY_QUEUE']}-child-{uuid.uuid4().hex[:6]}"
-    proxy = EngineProxy(str(tmp_path / "engine.sock")).start()
-    proxy.bytes_per_second = 2_000_000
-    monkeypatch.setenv("DOCKER_HOST", proxy.url)
-    worker = worker_factory(concurrency=1, name="child", queue=queue)
-    monkeypatch.delenv("DOCKER_HOST")
+    worker, queue, proxy = slow_engine_worker(worker_factory, monkeypatch, tmp_path, name="child")
     try:
-        with transaction.atomic():
-            backup = backup_services.backup_start(volume_name=name, stop_containers=True, queue=queue)
-        wait_for(lambda: Job.objects.get(pk=backup.job_id).progress_done > 2_000_000, timeout=60,
-                 message="the backup to be streaming")
+        backup = backup_streaming(volume_name=name, queue=queue)
         assert dockercli.container_state(user) == "exited"
 
         job = Job.objects.get(pk=backup.job_id)

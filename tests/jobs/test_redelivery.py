@@ -25,9 +25,9 @@ from jobs.services import job_create, jobs_fail_orphaned
 from jobs.tasks import run_job as run_job_task
 from jobs.tasks import sweep_stale_jobs
 from tests import dockercli
-from tests.backups.engineproxy import EngineProxy
+from tests.backups.engineproxy import backup_streaming, slow_engine_worker
 from tests.conftest import wait_for
-from tests.jobs import tasks as demo
+from tests.jobs import tasks as demo  # noqa: F401  (registers the demo kinds in this process)
 from volumes.services import mirror_sync
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -147,18 +147,10 @@ def test_backup_message_delivered_twice_while_streaming_keeps_lock_temp_file_and
     dockercli.fill_volume(name, "head -c 40000000 /dev/urandom > /data/big.bin && echo small > /data/small.txt")
     user = dockercli.run_container(f"{name}:/srv", command=SERVICE)
     mirror_sync()
-    queue = f"{os.environ['CELERY_QUEUE']}-twice-{uuid.uuid4().hex[:6]}"
     # A slow link to the engine keeps the backup streaming for about twenty seconds.
-    proxy = EngineProxy(str(tmp_path / "engine.sock")).start()
-    proxy.bytes_per_second = 2_000_000
-    monkeypatch.setenv("DOCKER_HOST", proxy.url)
-    worker = worker_factory(concurrency=2, name="twice", queue=queue)
-    monkeypatch.delenv("DOCKER_HOST")
+    worker, queue, proxy = slow_engine_worker(worker_factory, monkeypatch, tmp_path, name="twice", concurrency=2)
     try:
-        with transaction.atomic():
-            backup = backup_services.backup_start(volume_name=name, stop_containers=True, queue=queue)
-        wait_for(lambda: Job.objects.get(pk=backup.job_id).progress_done > 2_000_000, timeout=60,
-                 message="the backup to be streaming")
+        backup = backup_streaming(volume_name=name, queue=queue)
         assert dockercli.container_state(user) == "exited"
 
         again = run_job_task.apply_async((backup.job_id,), queue=queue)

@@ -12,7 +12,7 @@ from jobs.models import Job, ResourceLock
 from jobs.locks import LockHeld, lock_acquire, lock_release, volume_lock
 from jobs.services import job_create, job_request_cancel, jobs_end_pending, jobs_fail_stale
 from tests.conftest import wait_for
-from tests.jobs import tasks as demo
+from tests.jobs import tasks as demo  # noqa: F401  (registers the demo kinds in this process)
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
