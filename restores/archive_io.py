@@ -4,12 +4,15 @@ write into a volume, and the limits and free space that bound it (worker side).
 Every restore checks the whole archive before it touches anything: one streamed read
 verifies the SHA-256 against the record and the manifest and validates every member
 (tarstream.TarScanner). The write streams storage -> bounded decompression -> member
-checks again -> the engine's archive endpoint on a never-started helper container,
-uncompressed; the last piece (with the tar's end marker) is only sent once the checksum
-of this second read matched too.
+checks again -> GNU tar in the data helper (its stdin), or, without the helper image, the
+engine's archive endpoint on a never-started helper container; uncompressed either way,
+so what is extracted is byte for byte what was checked. The last piece (with the tar's
+end marker) is only sent once the checksum of this second read matched too.
 """
 
 from __future__ import annotations
+
+import threading
 
 from django.conf import settings
 
@@ -17,10 +20,19 @@ from backups.models import Backup
 from backups.storage import StorageError, get_storage, manifest_key
 from project.errors import CargoholdError, Refused
 from tarstream import (
-    ArchiveError, ArchiveTooLarge, ExpansionLimit, HashingReader, Layout, ScanResult, TarScanner, UnsafeArchive,
-    size_text, tar_chunks, untrusted_limit,
+    ArchiveError,
+    ArchiveTooLarge,
+    ExpansionLimit,
+    HashingReader,
+    Layout,
+    ScanResult,
+    TarScanner,
+    UnsafeArchive,
+    size_text,
+    tar_chunks,
+    untrusted_limit,
 )
-from volumes import engine
+from volumes import datahelper, engine
 
 # Empties the volume's root but keeps the root itself (its owner and mode come back from
 # the archive's `data/` member); fails loudly if anything is left.
@@ -133,11 +145,25 @@ def _tar_pieces(*, storage, key: str, compression: str, layout: Layout, allow_de
         yield held
 
 
+# Extracts the checked stream at / (every piece sent has its members under data/, the ./
+# layout rewritten on the way), numeric owners, modes, user.* xattrs, file capabilities
+# and ACLs kept; sparse members come back sparse. Other xattr namespaces (security.selinux,
+# trusted.*) are not written: they belong to the host the archive came from.
+RESTORE_TAR = (
+    f"{datahelper.TAR} -x -p --numeric-owner --xattrs --xattrs-include='user.*' "
+    "--xattrs-include='security.capability' --acls -f - -C /"
+)
+
+
 def write_archive(*, volume_name: str, key: str, compression: str, layout: Layout, allow_devices: bool,
                   sha256: str, job_id: int | None, storage=None, on_bytes=None, check_cancelled=None,
-                  limit: ExpansionLimit | None = None) -> None:
-    """Stream a stored archive into the volume through a never-started helper container.
+                  limit: ExpansionLimit | None = None) -> str:
+    """Stream a stored archive into the volume; returns the data path taken ("helper" or
+    "engine", as backups.datapath names them).
 
+    The data helper (GNU tar in a container that sees only this volume) when its image is
+    on the engine, else a never-started helper container and the engine's archive
+    endpoint. Either way the bytes extracted are exactly the bytes checked on this pass.
     `limit`: the size the check pass found; an archive that grew since is cut off there.
     """
     storage = storage or get_storage()
@@ -145,11 +171,37 @@ def write_archive(*, volume_name: str, key: str, compression: str, layout: Layou
         storage=storage, key=key, compression=compression, layout=layout, allow_devices=allow_devices,
         sha256=sha256, on_bytes=on_bytes, check_cancelled=check_cancelled, limit=limit,
     )
-    with engine.helper_container(volume_name, read_only=False, purpose="restore", job_id=job_id) as cid:
-        try:
+    try:
+        image = datahelper.data_helper_image()
+        if image:
+            _helper_extract(volume_name, pieces, image=image, allow_devices=allow_devices, job_id=job_id)
+            return "helper"
+        with engine.helper_container(volume_name, read_only=False, purpose="restore", job_id=job_id) as cid:
             engine.put_archive(cid, pieces, path="/")
-        finally:
-            pieces.close()
+        return "engine"
+    finally:
+        pieces.close()
+
+
+def _helper_extract(volume_name: str, pieces, *, image: str, allow_devices: bool, job_id: int | None) -> None:
+    """Send the checked tar pieces to GNU tar's stdin in the data helper; the last piece
+    (with the end marker) only goes once the whole pass checked out (`_tar_pieces`)."""
+    caps = datahelper.WRITE_CAPS + (datahelper.DEVICE_CAPS if allow_devices else ())
+    command = datahelper.step_script(RESTORE_TAR)
+    with datahelper.data_helper(volume_name, image=image, command=command, read_only=False, caps=caps, stdin=True,
+                                purpose="restore", job_id=job_id) as helper:
+        drained = threading.Thread(target=helper.finish_output, daemon=True, name="data helper output")
+        drained.start()  # tar's messages must not fill the pipe while we write
+        for piece in pieces:
+            helper.write(piece)
+        helper.close_input()
+        drained.join()
+        status = helper.finish()
+        code = helper.step_codes().get(0, -1)
+    if status != 0 or code != 0:
+        raise engine.EngineError(
+            f"Extracting in the data helper failed (tar exit {code}): {helper.messages().strip()[-1000:]}"
+        )
 
 
 def empty_volume(*, volume_name: str, job_id: int | None) -> None:

@@ -14,7 +14,7 @@ top (`TarScanner`, `tar_chunks`, `HashingReader`); the engine adapter sends
 - compression: compressors, format detection, bounded decompression;
 - hashing: SHA-256 while reading or writing;
 - limits: how far an untrusted archive may expand;
-- pipeline: `pack` and `verify_stream`.
+- pipeline: `pack`, `store_compressed` and `verify_stream`.
 """
 
 from tarstream.compression import (
@@ -24,7 +24,7 @@ from tarstream.compression import (
 from tarstream.hashing import ChunkFile, HashingReader, HashingWriter
 from tarstream.headers import BLOCK, LEAD_HEADER, ArchiveError, member_header
 from tarstream.limits import ArchiveTooLarge, ExpansionLimit, size_text, untrusted_limit
-from tarstream.pipeline import PackResult, VerifyResult, pack, verify_stream
+from tarstream.pipeline import PackResult, VerifyResult, pack, store_compressed, verify_stream
 from tarstream.scanner import Layout, Member, ScanResult, TarScanner, UnsafeArchive
 from tarstream.walker import TarStats, TarWalker
 
@@ -33,5 +33,5 @@ __all__ = [
     "MEDIA_TYPES", "ZSTD_LEVEL", "ArchiveError", "ArchiveTooLarge", "ChunkFile", "ExpansionLimit", "HashingReader",
     "HashingWriter", "Layout", "Member", "PackResult", "ScanResult", "TarScanner", "TarStats", "TarWalker",
     "UnsafeArchive", "VerifyResult", "compressor", "detect_compression", "detect_format", "iter_decompressed",
-    "member_header", "pack", "size_text", "tar_chunks", "untrusted_limit", "verify_stream",
+    "member_header", "pack", "size_text", "store_compressed", "tar_chunks", "untrusted_limit", "verify_stream",
 ]

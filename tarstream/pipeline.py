@@ -1,5 +1,6 @@
 """The whole pipelines: a backup's tar stream compressed into storage unchanged (`pack`),
-and a stored archive read back in full (`verify_stream`)."""
+or stored as the data helper compressed it (`store_compressed`), and a stored archive
+read back in full (`verify_stream`)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,24 @@ def pack(
     stats = walker.close()
     sink.write(comp.finish())
     return PackResult(stats=stats, sha256=sink.hexdigest(), compressed_bytes=sink.bytes_written)
+
+
+def store_compressed(chunks: Iterable[bytes], out, *, compression: str, on_chunk=None) -> PackResult:
+    """Store an already compressed tar stream (the data helper's) into `out`, unchanged,
+    hashing it and proving on the way that it decompresses to a complete tar.
+
+    The proof is made on the very bytes stored: a stream that breaks off, or does not
+    decompress, raises ArchiveError (TarWalker) before anything is committed. Memory is
+    bounded (decompression a chunk at a time, whatever the ratio). `on_chunk(n)` gets the
+    size of each compressed chunk.
+    """
+    reader = HashingReader(ChunkFile(chunks), on_read=on_chunk, sink=out)
+    walker = TarWalker()
+    for piece in iter_decompressed(reader, compression):
+        walker.feed(piece)
+    reader.drain()  # what follows the frame is stored too (and would be garbage: zstd refuses it)
+    stats = walker.close()
+    return PackResult(stats=stats, sha256=reader.hexdigest(), compressed_bytes=reader.bytes_read)
 
 
 @dataclass

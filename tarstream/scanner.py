@@ -169,12 +169,10 @@ class TarScanner(TarWalker):
         group = group or Group()
         name, linkname, fmt = _header_names(header)
         pax = group.pax
-        if any(k.startswith(b"GNU.sparse") for k in pax) or kind == b"S":
-            raise UnsafeArchive(
-                f"Refused: {show(group.long_name or pax.get(b'path') or name)!r} is a GNU sparse member, "
-                "which Cargohold does not restore (make the archive without --sparse)."
-            )
-        if b"path" in pax:
+        sparse = any(k.startswith(b"GNU.sparse") for k in pax)
+        if sparse or kind == b"S":
+            name = self._sparse_name(group, kind, name)
+        elif b"path" in pax:
             if group.long_name is not None:
                 raise UnsafeArchive(
                     f"Refused: the member {show(pax[b'path'])!r} has two different names "
@@ -215,6 +213,26 @@ class TarScanner(TarWalker):
         if self.limit is not None:
             self.limit.check(self._at + padded_size(data))
         return data
+
+    @staticmethod
+    def _sparse_name(group: Group, kind: bytes, name: bytes) -> bytes:
+        """A sparse file: only GNU tar's pax format 1.0 (`--format=pax --sparse`, the data
+        helper's), whose GNU.sparse.name is the name GNU tar and Go both extract to (the
+        header's is a placeholder); older GNU sparse forms are refused."""
+        pax = group.pax
+        if (kind not in (b"0", b"\0") or pax.get(b"GNU.sparse.major") != b"1" or pax.get(b"GNU.sparse.minor") != b"0"
+                or b"GNU.sparse.name" not in pax or b"GNU.sparse.realsize" not in pax):
+            raise UnsafeArchive(
+                f"Refused: {show(group.long_name or pax.get(b'path') or name)!r} is an old-style GNU sparse "
+                "member, which Cargohold does not restore (make the archive with --format=pax, or without --sparse)."
+            )
+        sparse_name = pax[b"GNU.sparse.name"]
+        if group.long_name is not None or pax.get(b"path", sparse_name) != sparse_name:
+            raise UnsafeArchive(
+                f"Refused: the sparse member {show(sparse_name)!r} has two different names; tar programs "
+                "disagree on which one counts."
+            )
+        return sparse_name
 
     # --- the rules ---------------------------------------------------------------------
 
@@ -343,6 +361,8 @@ class TarScanner(TarWalker):
         pieces: list[bytes] = []
         # Other pax records (times, xattrs, owners' names, size) are kept as they were.
         pax = {k: v for k, v in group.pax.items() if k not in (b"path", b"linkpath")}
+        if b"GNU.sparse.name" in pax:
+            pax[b"GNU.sparse.name"] = name
         for kind, meta_header, payload in group.blocks:
             if kind == PAX_GLOBAL:
                 pieces.append(meta_header + padded(payload))

@@ -3,7 +3,6 @@
 import hashlib
 import json
 import os
-import stat
 import subprocess
 import threading
 from pathlib import Path
@@ -21,6 +20,7 @@ from jobs.services import job_request_cancel
 from tests import dockercli
 from tests.backups.conftest import run_backup
 from tests.backups.engineproxy import EngineProxy
+from tests.backups.fidelity import fill_awkward, mountpoint, snapshot
 from tests.conftest import wait_for
 from volumes import engine
 
@@ -29,63 +29,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine]
 
 # Exits on SIGTERM at once (a bare `sleep` as PID 1 ignores it and docker waits 30 s).
 SERVICE = "trap 'exit 0' TERM; sleep 3600 & wait"
-
-
-def mountpoint(volume: str) -> Path:
-    return Path(json.loads(dockercli.docker("volume", "inspect", volume))[0]["Mountpoint"])
-
-
-def fill_awkward(root: Path) -> None:
-    """What a backup must keep: owners, modes, links, sparse, capability, odd names."""
-    (root / "dir" / "sub").mkdir(parents=True)
-    (root / "dir" / "text.txt").write_bytes(b"hello\n" * 1000)
-    (root / "dir" / "sub" / "random.bin").write_bytes(os.urandom(200_000))
-    os.chown(root / "dir" / "sub", 1234, 4321)
-    os.chown(root / "dir" / "sub" / "random.bin", 1234, 4321)
-    os.chmod(root / "dir" / "sub" / "random.bin", 0o600)
-    os.chmod(root / "dir", 0o751)
-    os.symlink("text.txt", root / "dir" / "relative-link")
-    os.symlink("/nowhere/at/all", root / "dir" / "dangling-link")
-    os.link(root / "dir" / "text.txt", root / "dir" / "hardlink.txt")
-    with open(root / "sparse.img", "wb") as f:
-        f.truncate(8 << 20)
-        f.seek(4 << 20)
-        f.write(b"in the middle")
-    (root / "capable").write_bytes(b"#!/bin/sh\n")
-    os.chown(root / "capable", 0, 0)  # before the capability: chown drops capabilities
-    os.chmod(root / "capable", 0o4755)  # setuid too
-    os.setxattr(root / "capable", "security.capability", bytes.fromhex("0100000200040000000000000000000000000000"))
-    with open(os.path.join(os.fsencode(root), b"caf\xe9-\xff.txt"), "wb") as f:
-        f.write(b"latin-1 name\n")
-    (root / "empty-dir").mkdir()
-    os.mkfifo(root / "fifo")
-    os.utime(root / "dir" / "text.txt", (1_600_000_000, 1_600_000_000))
-
-
-def snapshot(root: Path, *, xattrs: bool = True) -> dict:
-    """Everything that must survive, per path (as bytes, names need not be UTF-8)."""
-    out = {}
-    base = os.fsencode(root)
-    for folder, dirs, files in os.walk(base):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            rel = os.path.relpath(path, base)
-            st = os.lstat(path)
-            entry = {"mode": st.st_mode, "uid": st.st_uid, "gid": st.st_gid}
-            if stat.S_ISLNK(st.st_mode):
-                entry["target"] = os.readlink(path)
-            elif stat.S_ISREG(st.st_mode):
-                with open(path, "rb") as f:
-                    entry["sha"] = hashlib.sha256(f.read()).hexdigest()
-                entry["mtime"] = int(st.st_mtime)
-                entry["links"] = st.st_nlink
-                if xattrs:
-                    try:
-                        entry["cap"] = os.getxattr(path, "security.capability").hex()
-                    except OSError:
-                        entry["cap"] = None
-            out[rel] = entry
-    return out
 
 
 def helpers_of(job_id: int) -> list[str]:
@@ -115,8 +58,8 @@ def test_zstd_archive_extracts_with_host_tar_and_everything_survives(no_enqueue,
         f"zstd -d -c '{archive_path}' | tar --numeric-owner --xattrs --xattrs-include='*' -xpf - -C '{target}'",
         shell=True, check=True,
     )
-    original = snapshot(mountpoint(awkward_volume))
-    restored = snapshot(target / "data")
+    original = snapshot(mountpoint(awkward_volume), extended=False)
+    restored = snapshot(target / "data", extended=False)
     assert restored == original
     assert restored[b"capable"]["cap"]  # the file capability is in the archive
     assert b"caf\xe9-\xff.txt" in restored
@@ -137,7 +80,7 @@ def test_gzip_archive_restores_with_the_recipe_in_a_container(no_enqueue, backup
         "tar", "xzf", f"/backup/{backup.file_name}", "-C", "/",
     )
 
-    assert snapshot(mountpoint(fresh), xattrs=False) == snapshot(mountpoint(awkward_volume), xattrs=False)
+    assert snapshot(mountpoint(fresh), extended=False, capabilities=False) == snapshot(mountpoint(awkward_volume), extended=False, capabilities=False)
 
 
 def test_the_row_and_the_manifest_describe_the_archive(no_enqueue, backup_root, volume_with_files):
