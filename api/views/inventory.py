@@ -1,0 +1,94 @@
+"""Volumes, containers and the audit trail: reads of the mirror and the trail."""
+
+from django.db.models import Prefetch
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+
+from accounts import roles
+from accounts import selectors as audit_selectors
+from accounts.models import AuditEvent
+from api import permissions, serializers
+from api.views.base import ApiView, Open, query
+from policies.selectors import protection_map
+from volumes import selectors
+from volumes.models import Container, Mount, Volume
+
+
+@extend_schema(tags=["volumes"], parameters=[
+    query("q", "Text in the name, labels or driver."),
+    query("usage", "Used by a container or not.", enum=["used", "unused"]),
+    query("kind", "Named or anonymous volumes.", enum=["named", "anonymous"]),
+    query("sort", "Order.", enum=list(selectors.VOLUME_SORTS)),
+    query("gone", "1: include volumes no longer on the engine.", enum=["1"]),
+])
+class VolumeList(Open, generics.ListAPIView):
+    """The volumes the mirror knows (the engine as of the last sync)."""
+
+    serializer_class = serializers.VolumeSerializer
+
+    def get_queryset(self):
+        permissions.require_anywhere(self.request, roles.VIEW_INVENTORY, object_type="volume", object_name="(list)")
+        filters = selectors.VolumeFilters.from_query(self.request.query_params)
+        visible = permissions.visible(self.request, Volume).values("pk")
+        return selectors.volume_list(filters=filters).filter(pk__in=visible)
+
+
+@extend_schema(tags=["volumes"], responses=serializers.VolumeDetailSerializer)
+class VolumeDetail(ApiView):
+    """One volume, its mounts and its protection state."""
+
+    def get(self, request, name: str):
+        volume = permissions.get_volume(request, name)
+        volume.visible_mounts = selectors.volume_mounts(volume=volume)
+        context = {"protection": protection_map(names=[volume.name]).get(volume.name)}
+        return Response(serializers.VolumeDetailSerializer(volume, context=context).data)
+
+
+@extend_schema(tags=["containers"], parameters=[
+    query("q", "Text in the name, image or Compose project."),
+    query("project", "A Compose project."),
+])
+class ContainerList(Open, generics.ListAPIView):
+    """Containers that mount volumes you can see, with those mounts."""
+
+    serializer_class = serializers.ContainerSerializer
+
+    def get_queryset(self):
+        request = self.request
+        permissions.require_anywhere(request, roles.VIEW_INVENTORY, object_type="container", object_name="(list)")
+        qs = selectors.container_list(q=request.query_params.get("q", "").strip()[:200],
+                                      project=request.query_params.get("project", "")[:255])
+        mounts = permissions.visible(request, Mount).select_related("volume", "container").order_by("destination")
+        return (qs.filter(pk__in=permissions.visible(request, Container).values("pk"))
+                .prefetch_related(None).prefetch_related(Prefetch("mounts", queryset=mounts)))
+
+
+@extend_schema(tags=["audit"], parameters=[
+    query("user", "Part of the actor's name."),
+    query("action", "An action (backup_start, restore_start, permission_denied...)."),
+    query("object", "Part of the object's name."),
+    query("result", "The result.", enum=list(AuditEvent.Result.values)),
+    query("from", "First day (YYYY-MM-DD, UTC)."),
+    query("to", "Last day (YYYY-MM-DD, UTC)."),
+])
+class AuditList(Open, generics.ListAPIView):
+    """The audit trail, newest first (Admins; a team's Admin: the team's objects)."""
+
+    serializer_class = serializers.AuditEventSerializer
+
+    def get_queryset(self):
+        permissions.require_anywhere(self.request, roles.MANAGE_USERS, object_type="audit", object_name="audit trail")
+        filters = audit_selectors.AuditFilters.from_query(self.request.query_params)
+        visible = permissions.visible(self.request, AuditEvent).values("pk")
+        return audit_selectors.audit_events(filters=filters).filter(pk__in=visible)
+
+
+@extend_schema(exclude=True)
+class NoSuchEndpoint(ApiView):
+    permission_classes = []
+    authentication_classes = []
+
+    def initial(self, request, *args, **kwargs):
+        raise NotFound(f"No API endpoint at {request.path}: the operations are listed at /api/docs/.")
