@@ -70,3 +70,57 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionError("The audit trail is append-only.")
+
+
+class Team(models.Model):
+    """A group of people owning some volumes: which ones is decided by its rules (TeamRule),
+    evaluated against the mirror at each request (accounts.scoping), never copied."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class TeamRule(models.Model):
+    """One rule of a team: the volumes it matches belong to the team (rules of a team add up)."""
+
+    class Kind(models.TextChoices):
+        LABEL = "label", "Label selector"  # `team=shop`, `key`, several comma separated (all must match)
+        COMPOSE = "compose", "Compose project"  # labelled with it, or mounted by its containers
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="rules")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LABEL)
+    value = models.CharField(max_length=500)
+
+    class Meta:
+        ordering = ["team", "kind", "value"]
+        constraints = [models.UniqueConstraint(fields=["team", "kind", "value"], name="accounts_teamrule_unique")]
+
+    def __str__(self):
+        return f"{self.team}: {self.get_kind_display()} {self.value}"
+
+
+class TeamMembership(models.Model):
+    """A user's role in one team: the same three roles as the global ones, on the team's volumes."""
+
+    class Role(models.TextChoices):
+        VIEWER = "Viewer", "Viewer"
+        OPERATOR = "Operator", "Operator"
+        ADMIN = "Admin", "Admin"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        ordering = ["team", "user"]
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="accounts_membership_unique")]
+
+    def __str__(self):
+        return f"{self.user} in {self.team} ({self.role})"

@@ -25,7 +25,11 @@ def require(request, perm: str, *, object_type: str = "", object_name: str = "")
         params={"permission": perm, "method": request.method, "path": request.path},
         result=AuditEvent.Result.DENIED,
     )
-    raise PermissionDenied(f"Your role does not allow this ({perm.split('.', 1)[-1].replace('_', ' ')}).")
+    raise PermissionDenied(denial_message(perm))
+
+
+def denial_message(perm: str) -> str:
+    return f"Your role does not allow this ({perm.split('.', 1)[-1].replace('_', ' ')})."
 
 
 def permission_required(perm: str):

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from accounts.models import AuditEvent
 
@@ -40,10 +40,14 @@ class AuditFilters:
         )
 
 
-def audit_events(*, filters: AuditFilters) -> QuerySet[AuditEvent]:
-    qs = AuditEvent.objects.all()
-    if filters.user:
-        qs = qs.filter(actor_name__icontains=filters.user)
+def audit_events(*, filters: AuditFilters, who=None) -> QuerySet[AuditEvent]:
+    """`who` (a request or user): the events about their teams' objects (accounts.scoping)."""
+    from accounts import scoping
+
+    qs = AuditEvent.objects.all() if who is None else scoping.visible_audit(who)
+    if filters.user:  # a failed login has no actor: the name tried is its object
+        qs = qs.filter(Q(actor_name__icontains=filters.user)
+                       | Q(action="login", result=AuditEvent.Result.ERROR, object_name__icontains=filters.user))
     if filters.action:
         qs = qs.filter(action=filters.action)
     if filters.object:
@@ -57,8 +61,8 @@ def audit_events(*, filters: AuditFilters) -> QuerySet[AuditEvent]:
     return qs.order_by("-at", "-id")
 
 
-def audit_page(*, filters: AuditFilters, page: str | int | None):
-    return Paginator(audit_events(filters=filters), PAGE_SIZE).get_page(page)
+def audit_page(*, filters: AuditFilters, page: str | int | None, who=None):
+    return Paginator(audit_events(filters=filters, who=who), PAGE_SIZE).get_page(page)
 
 
 def audit_actions() -> list[str]:

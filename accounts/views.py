@@ -6,17 +6,16 @@ from django.shortcuts import redirect, render
 from django.utils.timezone import now
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts import roles, selectors, services
+from accounts import roles, scoping, selectors, services
 from accounts.models import AuditEvent
-from accounts.permissions import require
 
 
 @require_GET
 def audit_list(request):
     """The audit trail, newest first; read-only (no view of this app changes an event)."""
-    require(request, roles.MANAGE_USERS, object_type="audit", object_name="audit trail")
+    scoping.require_anywhere(request, roles.MANAGE_USERS, object_type="audit", object_name="audit trail")
     filters = selectors.AuditFilters.from_query(request.GET)
-    page = selectors.audit_page(filters=filters, page=request.GET.get("page"))
+    page = selectors.audit_page(filters=filters, page=request.GET.get("page"), who=request)
     query = request.GET.copy()
     query.pop("page", None)
     context = {
@@ -45,13 +44,13 @@ def login_locked_out(request, original_response=None, credentials=None):
 @require_GET
 def lockout_list(request):
     """Accounts and addresses locked out of logging in now, for an Admin to lift."""
-    require(request, roles.MANAGE_USERS, object_type="lockout", object_name="login lockouts")
+    scoping.require_global(request, roles.MANAGE_USERS, object_type="lockout", object_name="login lockouts")
     return render(request, "accounts/lockouts.html", {"lockouts": selectors.lockouts()})
 
 
 @require_POST
 def lockout_lift(request):
-    require(request, roles.MANAGE_USERS, object_type="lockout", object_name="login lockouts")
+    scoping.require_global(request, roles.MANAGE_USERS, object_type="lockout", object_name="login lockouts")
     kind, name = request.POST.get("kind", ""), request.POST.get("name", "").strip()
     if kind not in ("user", "address") or not name:
         messages.error(request, "Choose a locked account or address to lift.")
