@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from backups.services import STOP_LABEL
+from backups.services import stop_label_set
 from jobs.runner import JobContext
 from project.db import save_fields
 from volumes import engine
@@ -23,7 +23,7 @@ def containers_stopped(ctx: JobContext, row):
     ]
     to_stop = sorted(
         (c for c in containers if c.state == "running"
-         and (row.stop_containers or str(c.labels.get(STOP_LABEL, "")).lower() == "true")),
+         and (row.stop_containers or stop_label_set(c.labels))),
         key=lambda c: c.name,
     )
     if not to_stop:
@@ -33,12 +33,12 @@ def containers_stopped(ctx: JobContext, row):
     stopped = []
     try:
         for c in to_stop:
-            ctx.say(f"Stopping container {c.name}")
+            ctx.step(f"Stopping container {c.name}")  # a step of its own: no bar stuck at 100%
             engine.stop_container(c.id)
             stopped.append(c)
         yield stopped
     finally:
-        errors = start_again(row.stopped_containers, say=ctx.say)
+        errors = start_again(row.stopped_containers, say=ctx.step)
         save_fields(row, restart_pending=bool(errors), restart_error="; ".join(errors))
         if errors:
             ctx.result["warnings"] = ctx.result.get("warnings", []) + errors

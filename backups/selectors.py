@@ -6,6 +6,7 @@ from datetime import date, datetime, time, timezone
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 
+from accounts import scoping
 from backups.models import Backup
 from volumes.models import Container, Volume
 
@@ -41,8 +42,13 @@ class BackupFilters:
         return bool(self.volume or self.status or self.date_from or self.date_to)
 
 
-def backup_list(*, filters: BackupFilters | None = None) -> QuerySet[Backup]:
-    qs = Backup.objects.select_related("job__created_by")
+def _backups(who) -> QuerySet[Backup]:
+    """`who` (a request or user): their teams' backups (accounts.scoping); None: all."""
+    return Backup.objects.all() if who is None else scoping.visible_backups(who)
+
+
+def backup_list(*, filters: BackupFilters | None = None, who=None) -> QuerySet[Backup]:
+    qs = _backups(who).select_related("job__created_by", "volume")  # volume: an anonymous one's hint
     if filters is None:
         return qs
     if filters.volume:
@@ -56,18 +62,19 @@ def backup_list(*, filters: BackupFilters | None = None) -> QuerySet[Backup]:
     return qs
 
 
-def backup_page(*, filters: BackupFilters, page):
-    return Paginator(backup_list(filters=filters), PAGE_SIZE).get_page(page)
+def backup_page(*, filters: BackupFilters, page, who=None):
+    return Paginator(backup_list(filters=filters, who=who), PAGE_SIZE).get_page(page)
 
 
-def backups_active(*, limit: int = 20) -> tuple[list[Backup], int]:
+def backups_active(*, limit: int = 20, who=None) -> tuple[list[Backup], int]:
     """The oldest active backups (each polls its job: a bulk run of hundreds shows the
     first few) and how many are active in all."""
-    qs = Backup.objects.filter(status__in=Backup.ACTIVE)
+    qs = _backups(who).filter(status__in=Backup.ACTIVE)
     return list(qs.select_related("job__created_by").order_by("created_at", "id")[:limit]), qs.count()
 
 
 def backups_of_volume(*, name: str, limit: int = 10) -> list[Backup]:
+    """(Of one volume: visible with it.)"""
     return list(Backup.objects.filter(volume_name=name).select_related("job__created_by")[:limit])
 
 
@@ -75,27 +82,31 @@ def backup_detail(*, backup_id: int) -> Backup | None:
     return Backup.objects.select_related("job__created_by", "volume").filter(pk=backup_id).first()
 
 
-def backup_volume_names() -> list[str]:
-    return list(Backup.objects.order_by("volume_name").values_list("volume_name", flat=True).distinct())
+def backup_volume_names(*, who=None) -> list[str]:
+    return list(_backups(who).order_by("volume_name").values_list("volume_name", flat=True).distinct())
 
 
-def compose_projects() -> list[str]:
-    """Compose projects that have volumes: by label on the volume, or mounted by a service."""
+def compose_projects(*, who=None) -> list[str]:
+    """Compose projects that have volumes: by label on the volume, or mounted by a service
+    (with `who`: their teams' volumes, accounts.scoping)."""
+    volumes = Volume.objects.all() if who is None else scoping.visible_volumes(who)
     from_containers = set(
         Container.objects.present().exclude(compose_project="")
-        .filter(mounts__volume__isnull=False).values_list("compose_project", flat=True)
+        .filter(mounts__volume__in=volumes.values("pk")).values_list("compose_project", flat=True)
     )
     from_labels = {
-        v.compose_project for v in Volume.objects.present().filter(labels__has_key="com.docker.compose.project")
+        v.compose_project for v in volumes.present().filter(labels__has_key="com.docker.compose.project")
     }
     return sorted(p for p in from_containers | from_labels if p)
 
 
 
 
-def volumes_by_name(*, names: list[str]) -> tuple[list[Volume], list[str]]:
-    """(known volumes in the given order, names that are unknown or gone)."""
-    found = {v.name: v for v in Volume.objects.present().filter(name__in=names)}
+def volumes_by_name(*, names: list[str], who=None) -> tuple[list[Volume], list[str]]:
+    """(known volumes in the given order, names that are unknown or gone, or, with `who`,
+    not theirs to back up: accounts.scoping)."""
+    volumes = Volume.objects.all() if who is None else scoping.visible_volumes(who, scoping.roles.RUN_BACKUP)
+    found = {v.name: v for v in volumes.present().filter(name__in=names)}
     known = [found[n] for n in dict.fromkeys(names) if n in found]
     unknown = [n for n in dict.fromkeys(names) if n not in found]
     return known, unknown

@@ -31,9 +31,15 @@ def lock_wait_seconds() -> float:
     return float(settings.BACKUP_LOCK_WAIT_SECONDS)
 
 
+def stop_label_set(labels: dict | None) -> bool:
+    """`cargohold.stop-during-backup=true`: on a container, it is stopped whatever the form
+    says; on a volume, stopping is the form's default."""
+    return str((labels or {}).get(STOP_LABEL, "")).lower() == "true"
+
+
 def stops_by_default(volume: Volume | None) -> bool:
     """The per-volume default of the consistency option (the volume's label)."""
-    return bool(volume) and str(volume.labels.get(STOP_LABEL, "")).lower() == "true"
+    return bool(volume) and stop_label_set(volume.labels)
 
 
 def backup_start(

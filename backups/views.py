@@ -3,8 +3,7 @@ from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts import roles
-from accounts.permissions import require
+from accounts import roles, scoping
 from accounts.services import audit_record
 from backups import selectors, services
 from backups.forms import BackupForm, BulkBackupForm
@@ -20,24 +19,22 @@ BULK_LIMIT = 500
 
 
 def _get_backup_for_user(request, backup_id: int, perm: str = roles.VIEW_INVENTORY) -> Backup:
-    """403 (audited) when the role may not do `perm`; 404 when there is no such backup."""
-    require(request, perm, object_type="backup", object_name=str(backup_id))
-    backup = selectors.backup_detail(backup_id=backup_id)
-    if backup is None:
-        raise Http404("No such backup.")
-    return backup
+    """403 (audited) when the role may not do `perm`; 404 when there is no such backup or it
+    is another team's (accounts.scoping)."""
+    return scoping.require_on(request, perm, selectors.backup_detail(backup_id=backup_id), object_type="backup",
+                              object_name=str(backup_id), missing="No such backup.")
 
 
 @require_GET
 def backup_list(request):
-    require(request, roles.VIEW_INVENTORY)
+    scoping.require_anywhere(request, roles.VIEW_INVENTORY)
     filters = selectors.BackupFilters.from_query(request.GET)
-    active, active_count = selectors.backups_active()
+    active, active_count = selectors.backups_active(who=request)
     context = {
-        "page": selectors.backup_page(filters=filters, page=request.GET.get("page")),
+        "page": selectors.backup_page(filters=filters, page=request.GET.get("page"), who=request),
         "filters": filters,
         "statuses": Backup.Status.values,
-        "volume_names": selectors.backup_volume_names(),
+        "volume_names": selectors.backup_volume_names(who=request),
         "active": active,
         "active_count": active_count,
         "kind": kinds.get(services.KIND_BACKUP),
@@ -50,6 +47,10 @@ def backup_list(request):
 def backup_detail(request, backup_id: int):
     backup = _get_backup_for_user(request, backup_id)
     follow_up = job_latest(kinds=[services.KIND_VERIFY], backup=backup.pk)  # Verify's job, shown here
+    if follow_up is not None and not follow_up.is_active:
+        # Read the row again after its job: a verify that ended between the two reads
+        # would otherwise be shown ended beside the old verified time, in the last poll.
+        backup.refresh_from_db()
     active = backup.is_active or bool(follow_up and follow_up.is_active)
     context = {"backup": backup, "job": backup.job, "kind": kinds.get(services.KIND_BACKUP), "follow_up": follow_up,
                "follow_up_kind": follow_up and kinds.get(follow_up.kind), "poll_active": active}
@@ -61,10 +62,8 @@ def backup_detail(request, backup_id: int):
 @require_http_methods(["GET", "POST"])
 def volume_backup(request, name: str):
     """"Back up now" for one volume: the options form (GET) and starting it (POST)."""
-    require(request, roles.RUN_BACKUP, object_type="volume", object_name=name)
-    volume = volume_selectors.volume_detail(name=name)
-    if volume is None:
-        raise Http404(f"No volume named {name!r} is known.")
+    volume = scoping.require_on(request, roles.RUN_BACKUP, volume_selectors.volume_detail(name=name),
+                                object_type="volume", object_name=name, missing=f"No volume named {name!r} is known.")
     form = BackupForm(request.POST or None, initial={"stop_containers": services.stops_by_default(volume)})
     if request.method == "POST" and form.is_valid():
         try:
@@ -76,21 +75,25 @@ def volume_backup(request, name: str):
             messages.error(request, str(exc))
             return redirect("volume_detail", name=volume.name)
         return redirect("backup_detail", backup_id=backup.pk)
-    context = {"volume": volume, "form": form, "running": selectors.running_users_of(volume=volume)}
+    running = selectors.running_users_of(volume=volume)
+    context = {"volume": volume, "form": form, "running": running,
+               "always_stopped": [c for c in running if services.stop_label_set(c.labels)]}
     return render(request, "backups/start.html", context, status=400 if request.method == "POST" else 200)
 
 
 @require_http_methods(["GET", "POST"])
 def backup_bulk(request):
     """Back up several volumes at once: those selected on the list, or a Compose project's."""
-    require(request, roles.RUN_BACKUP, object_type="volume", object_name="(several)")
+    scoping.require_anywhere(request, roles.RUN_BACKUP, object_type="volume", object_name="(several)")
     data = request.POST if request.method == "POST" else request.GET
     project = data.get("project", "").strip()[:255]
     names = [n[:255] for n in data.getlist("volume")][: BULK_LIMIT + 1]
     if project:
-        volumes, unknown = volume_selectors.compose_project_volumes(project=project), []
+        volumes, unknown = selectors.volumes_by_name(
+            names=[v.name for v in volume_selectors.compose_project_volumes(project=project)], who=request)
+        unknown = []  # (another team's volumes of the project are left out, unnamed)
     else:
-        volumes, unknown = selectors.volumes_by_name(names=names)
+        volumes, unknown = selectors.volumes_by_name(names=names, who=request)
     problems = []
     if unknown:
         problems.append("Unknown or removed volumes: " + ", ".join(unknown[:20]) + ("…" if len(unknown) > 20 else ""))
@@ -117,6 +120,11 @@ def backup_bulk(request):
 @require_GET
 def backup_download(request, backup_id: int):
     backup = _get_backup_for_user(request, backup_id, roles.DOWNLOAD_ARCHIVE)
+    return download_response(request, backup)
+
+
+def download_response(request, backup: Backup) -> FileResponse:
+    """The archive, streamed from storage, audited (this page and the API's download)."""
     if not backup.is_restorable:
         raise Http404("This backup has no archive to download.")
     try:

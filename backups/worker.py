@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import closing
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from importlib.metadata import PackageNotFoundError, version
 
-from django.conf import settings
 from django.utils import timezone
 
 import tarstream
 from accounts.services import audit_record
-from backups.models import Backup
+from backups import datapath
 from backups.consistency import containers_stopped
+from backups.dumps import dumps_take
+from backups.hooks import backup_hooks, backup_policy
+from backups.models import Backup
 from backups.services import backup_delete_check, backup_verify_check, lock_wait_seconds
 from backups.storage import StorageError, get_storage, manifest_key
 from jobs.locks import LockHeld, backup_lock, lock_acquire, lock_release, volume_lock
@@ -30,6 +32,7 @@ from jobs.runner import WORKER_ID, JobContext
 from project.db import save_fields
 from project.errors import CargoholdError, Refused
 from project.redact import scrubbed_options
+from project.sizes import human_size
 from volumes import engine
 
 logger = logging.getLogger(__name__)
@@ -121,10 +124,14 @@ def build_manifest(*, backup: Backup, ev: engine.EngineVolume, packed: tarstream
 
 def backup_perform(ctx: JobContext) -> dict:
     """Perform a backup job: take the volume's lock (waiting up to
-    BACKUP_LOCK_WAIT_SECONDS), then `backup_write`."""
+    BACKUP_LOCK_WAIT_SECONDS), then `backup_write` between the volume's hooks
+    (backups.hooks: a failing pre-hook aborts, post-hooks always run)."""
     backup = Backup.objects.select_related("volume").get(job=ctx.job)
     with ctx.lock(volume_lock(backup.volume_name), wait_seconds=lock_wait_seconds()):
-        return backup_write(ctx, backup)
+        with backup_hooks(ctx, backup.volume_name, policy=backup_policy(backup)):
+            result = backup_write(ctx, backup)
+            dumps_take(ctx, backup)  # the volume's opted-in database dumps, beside the archive
+            return result
 
 
 def backup_write(ctx: JobContext, backup: Backup) -> dict:
@@ -167,7 +174,8 @@ def backup_write(ctx: JobContext, backup: Backup) -> dict:
             mirror_sync_quietly()
         began = time.monotonic()
         stored_archive_verify(ctx, backup, storage, sha256=packed.sha256, entries=packed.stats.entries,
-                              compressed_bytes=packed.compressed_bytes)
+                              compressed_bytes=packed.compressed_bytes,
+                              walked=ctx.result.get("data_path") == datapath.HELPER)
         ctx.done = packed.stats.tar_bytes  # the job shows what was read, not what was re-read
         timings["verify_seconds"] = round(time.monotonic() - began, 3)
         finished = timezone.now()
@@ -196,8 +204,8 @@ def backup_write(ctx: JobContext, backup: Backup) -> dict:
         "backup": backup.pk,
         **timings,
         "message": (
-            f"Backed up {backup.file_count} files ({backup.bytes_read} bytes of tar) into "
-            f"{backup.size_bytes} bytes, verified."
+            f"Backed up {backup.file_count} files ({human_size(backup.bytes_read)} of tar) into "
+            f"{human_size(backup.size_bytes)}, verified."
         ),
     }
     ctx.result.update(result)
@@ -205,33 +213,50 @@ def backup_write(ctx: JobContext, backup: Backup) -> dict:
 
 
 def _stream_to_storage(ctx: JobContext, backup: Backup, storage) -> tarstream.PackResult:
-    ctx.set_progress(0, backup.bytes_expected, "Streaming the volume from the engine")
-
-    level = getattr(settings, "BACKUP_ZSTD_LEVEL", None) if backup.compression == "zstd" else \
-        getattr(settings, "BACKUP_GZIP_LEVEL", None)
-    with engine.helper_container(backup.volume_name, read_only=True, purpose="backup", job_id=ctx.job.pk) as cid:
-        with storage.open_temp_writer(backup.key, token=backup.uid.hex) as writer:
-            # closing(): on cancel or error the stream must end now, not when the
-            # traceback is collected; the engine will not remove the helper before.
-            # (Reading in a thread ahead of the compressor was measured: no faster here,
-            # since zstd compresses in its own threads, and 25 MiB more memory.)
-            try:
-                with closing(engine.archive_stream(cid)) as chunks:
-                    packed = tarstream.pack(chunks, writer, compression=backup.compression,
-                                            on_chunk=ctx.advance_checked, level=level)
-            finally:
-                save_fields(backup, bytes_read=ctx.done)
-            ctx.say("Saving the archive")
-            writer.commit()
+    """The volume into a committed temporary archive, by the data path backups.datapath
+    chooses (named in the job's result as `data_path`)."""
+    path, image = datapath.backup_data_path(backup.compression)
+    ctx.result["data_path"] = path
+    ctx.log(f"Data path: {datapath.PATH_LABELS[path]}")
+    with storage.open_temp_writer(backup.key, token=backup.uid.hex) as writer:
+        if path == datapath.HELPER:
+            # Compressed bytes are all the worker sees: their total is not known ahead.
+            ctx.set_total(None)
+            ctx.set_progress(0, None, "Streaming the volume through the data helper (compressed bytes so far)")
+            packed = datapath.helper_backup_stream(ctx, backup, writer, image=image)
+        else:
+            ctx.set_progress(0, backup.bytes_expected, "Streaming the volume from the engine")
+            packed = datapath.engine_backup_stream(ctx, backup, writer)
+        ctx.say("Saving the archive")
+        writer.commit()
     save_fields(backup, bytes_read=packed.stats.tar_bytes)
     return packed
 
 
 def stored_archive_verify(ctx: JobContext, backup: Backup, storage, *, sha256: str, compressed_bytes: int,
-                          entries: int) -> None:
-    """Re-read the archive just stored for `backup`: the SHA-256 written, a complete tar,
-    and as many entries as went in. Raises ArchiveError naming the problem."""
+                          entries: int, walked: bool = False) -> None:
+    """Re-read the archive just stored for `backup`. Raises ArchiveError naming the problem.
+
+    `walked`: the stored bytes themselves were decompressed and walked as they were
+    written (the data helper's path): reading them back and finding the SHA-256 and size
+    written proves they are those bytes, so decompressing them again would prove nothing
+    more. Otherwise (the engine path walked the tar before compression): the SHA-256, a
+    complete tar, and as many entries as went in.
+    """
     ctx.set_progress(0, compressed_bytes, "Verifying the stored archive")
+    if walked:
+        try:
+            with storage.open_reader(backup.key) as raw:
+                reader = tarstream.HashingReader(raw, on_read=ctx.advance_checked)
+                reader.drain()
+        except tarstream.ArchiveError as exc:
+            raise tarstream.ArchiveError(f"Verification failed: {exc}") from None
+        if reader.hexdigest() != sha256 or reader.bytes_read != compressed_bytes:
+            raise tarstream.ArchiveError(
+                f"Verification failed: the stored archive has {reader.bytes_read} bytes with SHA-256 "
+                f"{reader.hexdigest()}; {compressed_bytes} bytes with SHA-256 {sha256} were written."
+            )
+        return
     result = tarstream.verify_stream(
         _read_chunks(storage, backup.key), compression=backup.compression, sha256=sha256,
         on_chunk=ctx.advance_checked,
@@ -285,7 +310,10 @@ def backup_on_end(job: Job) -> None:
         object_type="volume",
         object_name=backup.volume_name,
         params={"backup": backup.pk, "status": job.status, "size_bytes": backup.size_bytes,
-                "sha256": backup.sha256, "location": backup.location},
+                "sha256": backup.sha256, "location": backup.location,
+                # What really happened: the request, and who was stopped (a container's label stops it anyway).
+                "stop_containers": backup.stop_containers,
+                "stopped_containers": [c.get("name") for c in backup.stopped_containers]},
         result="ok" if ok else "error",
         error="" if ok else job.error,
     )

@@ -24,6 +24,7 @@ class VolumeRow:
     size_bytes: int | None = None
     project: str = ""  # the volume's com.docker.compose.project label
     protected: bool = False
+    hint: str = ""  # an anonymous volume's "mounted by … at …" (volumes.models.mount_hint)
 
 
 @dataclass(frozen=True)

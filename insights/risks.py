@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.template.defaultfilters import filesizeformat
+from project.sizes import human_size
 
 from insights.graph import ContainerRow, MountRow, VolumeRow
 
@@ -82,8 +82,21 @@ KINDS = {
             "Back it up now and give it a schedule. If it only holds caches that are rebuilt on their own, "
             "the risk may be acceptable.",
         ),
+        Kind(
+            "drill-failed",
+            "Volumes whose restore drill failed",
+            "A restore drill restored the volume's newest backup into a scratch volume and it did not come back "
+            "as recorded (a damaged archive, missing files, a probe that failed): that backup may not restore "
+            "when it is needed.",
+            "Open the drill's job for what failed, take a new backup (stopping the containers or using a dump "
+            "recipe for databases) and drill it again.",
+        ),
     ]
 }
+
+
+# The fixes a finding's page offers (insights/_finding.html shows those the role may use).
+BACKUP, POLICY, PRUNE = "backup", "policy", "prune"
 
 
 @dataclass
@@ -93,6 +106,7 @@ class Finding:
     subject_type: str  # "volume" / "container"
     subject: str
     detail: str
+    actions: tuple[str, ...] = ()
 
 
 @dataclass
@@ -159,6 +173,7 @@ def find_risks(
     mounts: list[MountRow],
     data_root: str = "",
     last_backup: dict[int, datetime] | None = None,
+    failed_drills: dict[str, str] | None = None,
     now: datetime,
     config: RiskSettings = RiskSettings(),
 ) -> list[FindingGroup]:
@@ -202,7 +217,7 @@ def find_risks(
         if c.size_rw is not None and c.size_rw >= config.writable_layer_bytes:
             findings.append(Finding(
                 "writable-layer", MEDIUM, "container", c.name,
-                f"{filesizeformat(c.size_rw)} written outside volumes (image {c.image or '?'}, {c.state or '?'}).",
+                f"{human_size(c.size_rw)} written outside volumes (image {c.image or '?'}, {c.state or '?'}).",
             ))
 
     for v in volumes:
@@ -211,22 +226,30 @@ def find_risks(
             where = f"mounted by {', '.join(names)}" if names else "not mounted: the next prune removes it"
             findings.append(Finding(
                 "anonymous-data", MEDIUM if names else HIGH, "volume", v.name,
-                f"{filesizeformat(v.size_bytes)} of data, {where}.",
+                f"{human_size(v.size_bytes)} of data, {where}.",
+                actions=(BACKUP, POLICY) if names else (BACKUP, POLICY, PRUNE),
             ))
 
     if last_backup is not None:
         for v in volumes:
             at = last_backup.get(v.id)
             if at is None:
-                detail, severity = "Never backed up.", HIGH if (v.size_bytes or 0) > 0 else LOW
+                # Unmeasured counts as holding data: the level must not jump up when its size arrives.
+                detail, severity = "Never backed up.", LOW if v.size_bytes == 0 else HIGH
             elif now - at > config.backup_max_age:
                 days = (now - at).days
                 detail, severity = f"Last successful backup {days} day{'s' if days != 1 else ''} ago.", MEDIUM
             else:
                 continue
             if v.size_bytes is not None:
-                detail += f" {filesizeformat(v.size_bytes)} of data."
-            findings.append(Finding("no-backup", severity, "volume", v.name, detail))
+                detail += f" {human_size(v.size_bytes)} of data."
+            else:
+                detail += " Size not measured yet."
+            findings.append(Finding("no-backup", severity, "volume", v.name, detail, actions=(BACKUP, POLICY)))
+
+    for v in volumes:  # failed_drills: volume name -> what its latest restore drill found
+        if failed_drills and v.name in failed_drills:
+            findings.append(Finding("drill-failed", HIGH, "volume", v.name, failed_drills[v.name][:300]))
 
     groups: dict[str, FindingGroup] = {}
     for f in findings:

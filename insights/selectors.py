@@ -16,12 +16,14 @@ from django.db import DatabaseError
 from django.db.models import Count, Max, OuterRef, Subquery
 from django.utils import timezone
 
+from accounts import scoping
 from insights import svg
 from insights.graph import ContainerRow, Graph, MountRow, VolumeRow, graph_build, graph_layout
 from insights.models import VolumeUsageSample
+from drills.services import failed_last
 from insights.risks import FindingGroup, RiskSettings, find_risks
 from jobs.models import Job
-from volumes.models import COMPOSE_PROJECT_LABEL, Container, EngineStatus, Mount, Volume, labels_protected
+from volumes.models import COMPOSE_PROJECT_LABEL, Container, EngineStatus, Mount, Volume, labels_protected, mount_hint
 
 
 @dataclass
@@ -31,27 +33,32 @@ class MirrorRows:
     mounts: list[MountRow]
 
 
-def mirror_rows() -> MirrorRows:
-    """Present volumes and containers and their mounts, as plain records (three queries)."""
+def mirror_rows(*, who=None) -> MirrorRows:
+    """Present volumes and containers and their mounts, as plain records (three queries).
+    `who` (a request or user): their teams' (accounts.scoping); None: all."""
+    all_of = who is None
     volumes = [
         VolumeRow(
             id=pk, name=name, anonymous=anonymous, size_bytes=size,
             project=str((labels or {}).get(COMPOSE_PROJECT_LABEL, "")),
-            protected=labels_protected(labels),
+            protected=labels_protected(labels), hint=mount_hint(last_mount, count) if anonymous else "",
         )
-        for pk, name, anonymous, size, labels in Volume.objects.present()
+        for pk, name, anonymous, size, labels, last_mount, count
+        in (Volume.objects if all_of else scoping.visible_volumes(who)).present()
         .order_by()
-        .values_list("pk", "name", "anonymous", "size_bytes", "labels")
+        .values_list("pk", "name", "anonymous", "size_bytes", "labels", "last_mount", "container_count")
     ]
     containers = [
         ContainerRow(id=pk, name=name, state=state, project=project, service=service, image=image, size_rw=size_rw)
-        for pk, name, state, project, service, image, size_rw in Container.objects.present()
+        for pk, name, state, project, service, image, size_rw
+        in (Container.objects if all_of else scoping.visible_containers(who)).present()
         .order_by()
         .values_list("pk", "name", "state", "compose_project", "compose_service", "image", "size_rw")
     ]
     mounts = [
         MountRow(container_id=cid, kind=kind, destination=dest, read_only=ro, volume_id=vid, source=source)
-        for cid, kind, dest, ro, vid, source in Mount.objects.filter(container__gone_since__isnull=True)
+        for cid, kind, dest, ro, vid, source
+        in (Mount.objects if all_of else scoping.visible_mounts(who)).filter(container__gone_since__isnull=True)
         .order_by()
         .values_list("container_id", "kind", "destination", "read_only", "volume_id", "source")
     ]
@@ -190,12 +197,12 @@ class Grower:
     per_day: float | None
 
 
-def largest_growers(*, days: int = 7, limit: int = 8, now: datetime | None = None) -> list[Grower]:
+def largest_growers(*, days: int = 7, limit: int = 8, now: datetime | None = None, who=None) -> list[Grower]:
     """Volumes that grew most since their first sample in the window (current size minus it)."""
     now = now or timezone.now()
     first = VolumeUsageSample.objects.filter(volume=OuterRef("pk"), at__gte=now - timedelta(days=days)).order_by("at")
     rows = (
-        Volume.objects.present()
+        (Volume.objects if who is None else scoping.visible_volumes(who)).present()
         .filter(size_bytes__isnull=False)
         .annotate(then_size=Subquery(first.values("size_bytes")[:1]), then_at=Subquery(first.values("at")[:1]))
         .filter(then_size__isnull=False)
@@ -266,14 +273,15 @@ class BackupCoverage:
     any_backups: bool
 
 
-def backup_coverage(*, rows: MirrorRows, last: dict[int, datetime] | None, now: datetime) -> BackupCoverage | None:
+def backup_coverage(*, rows: MirrorRows, last: dict[int, datetime] | None, now: datetime,
+                    who=None) -> BackupCoverage | None:
     if last is None:
         return None
     ids = [v.id for v in rows.volumes]
     recent = [last[i] for i in ids if i in last]
     model = backup_model()
     try:
-        any_backups = bool(last) or model.objects.exists()
+        any_backups = bool(last) or (model.objects if who is None else scoping.visible_backups(who)).exists()
     except DatabaseError:
         any_backups = False
     return BackupCoverage(
@@ -309,6 +317,7 @@ def risk_groups(
         volumes=rows.volumes, containers=rows.containers, mounts=rows.mounts,
         data_root=engine.docker_root_dir if engine else "",
         last_backup=last_successful_backups() if last is _LOOK_UP else last,
+        failed_drills={name: f"Restore drill #{d.pk} failed: {d.error}" for name, d in failed_last().items()},
         now=now or timezone.now(),
         config=risk_settings(),
     )
@@ -333,9 +342,11 @@ class Overview:
     risks: list[FindingGroup]
 
 
-def overview(*, now: datetime | None = None) -> Overview:
+def overview(*, now: datetime | None = None, who=None) -> Overview:
+    """`who` (a request or user): the figures of their teams' volumes (accounts.scoping, the
+    team switcher's team for a request); None: everything."""
     now = now or timezone.now()
-    rows = mirror_rows()
+    rows = mirror_rows(who=who)
     used = {m.volume_id for m in rows.mounts if m.kind == "volume"}
     unused = [v for v in rows.volumes if v.id not in used]
     engine = EngineStatus.objects.filter(singleton=1).first()
@@ -351,11 +362,11 @@ def overview(*, now: datetime | None = None) -> Overview:
         unused_protected=sum(1 for v in unused if v.protected),
         reclaimable_bytes=sum(v.size_bytes or 0 for v in unused if not v.protected),
         largest=sorted((v for v in rows.volumes if v.size_bytes), key=lambda v: (-v.size_bytes, v.name))[:8],
-        growers=largest_growers(now=now),
+        growers=largest_growers(now=now, who=who),
         engine=engine,
-        backups=backup_coverage(rows=rows, last=last, now=now),
+        backups=backup_coverage(rows=rows, last=last, now=now, who=who),
         failed_jobs=list(
-            Job.objects.filter(status=Job.Status.FAILED).select_related("created_by").order_by("-finished_at", "-id")[:5]
+            (Job.objects if who is None else scoping.visible_jobs(who)).filter(status=Job.Status.FAILED).select_related("created_by").order_by("-finished_at", "-id")[:5]
         ),
         risks=risk_groups(rows=rows, last=last, now=now, engine=engine),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from django.template.defaultfilters import filesizeformat
+from project.sizes import human_size
 from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -26,7 +26,7 @@ def _clip(text: str, limit: int = NAME_CHARS) -> str:
 
 
 def _size(value: int | None) -> str:
-    return filesizeformat(value) if value is not None else "size ?"
+    return human_size(value) if value is not None else "size ?"
 
 
 def volume_url(name: str) -> str:
@@ -129,9 +129,11 @@ def graph_svg(layout: Layout, *, label: str = "Sharing graph") -> SafeString:
         limit = NAME_CHARS if box.w >= 300 else int(NAME_CHARS * box.w / 300)
         # Anonymous names are 64 hex digits: the first 12 identify them, as docker's short ids do.
         shown = row.name[:12] + "…" if row.anonymous and len(row.name) > 16 else _clip(row.name, limit)
+        if row.hint:
+            shown = _clip(f"{shown} {row.hint}", limit)
         out.append(
             f'<a href="{escape(volume_url(row.name))}" data-node="volume:{escape(row.name)}">'
-            f'<g class="{" ".join(classes)}"><title>{escape(row.name)} (volume)</title>'
+            f'<g class="{" ".join(classes)}"><title>{escape(row.name)} (volume{escape(", " + row.hint if row.hint else "")})</title>'
             f'<rect x="{box.x}" y="{box.y}" width="{box.w}" height="{box.h}" rx="5"/>'
             f'<text class="g-name" x="{box.x + 10}" y="{box.y + 16}">{escape(shown)}</text>'
             f'<text class="g-meta" x="{box.x + 10}" y="{box.y + 30}">{escape(_clip(" · ".join(notes), limit + 6))}</text>'
@@ -183,7 +185,7 @@ def usage_chart_svg(points: list[tuple[datetime, int]], *, start: datetime, end:
         yy = y(value)
         out.append(
             f'<line class="c-grid" x1="{PAD_L}" x2="{CHART_W - PAD_R}" y1="{yy:.1f}" y2="{yy:.1f}"/>'
-            f'<text class="c-label" x="{PAD_L - 6}" y="{yy + 4:.1f}" text-anchor="end">{escape(filesizeformat(int(value)))}</text>'
+            f'<text class="c-label" x="{PAD_L - 6}" y="{yy + 4:.1f}" text-anchor="end">{escape(human_size(int(value)))}</text>'
         )
     step, fmt = _ticks(start, end)
     # Ticks on whole multiples of the step since the epoch: 00:00, 04:00... or midnights (UTC).
@@ -205,7 +207,7 @@ def usage_chart_svg(points: list[tuple[datetime, int]], *, start: datetime, end:
         at, size = points[-1]
         out.append(
             f'<circle class="c-last" cx="{x(at):.1f}" cy="{y(size):.1f}" r="3.5">'
-            f"<title>{escape(filesizeformat(size))} at {at:%Y-%m-%d %H:%M} UTC</title></circle>"
+            f"<title>{escape(human_size(size))} at {at:%Y-%m-%d %H:%M} UTC</title></circle>"
         )
     else:
         out.append(

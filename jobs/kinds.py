@@ -22,6 +22,9 @@ class JobKind:
     # Hard time limit in seconds (the soft one, which raises in perform, is 60 s before);
     # None: none (a backup of a large volume takes as long as it takes).
     time_limit: int | None = None
+    # What progress_done / progress_total count, as the job card shows them: "bytes" (in
+    # binary units) or a plural noun ("volumes": "3 of 10 volumes").
+    progress_unit: str = "bytes"
 
 
 _kinds: dict[str, JobKind] = {}
@@ -29,9 +32,9 @@ _kinds: dict[str, JobKind] = {}
 
 def register(name: str, label: str, *, perform: Callable | None = None, on_end: Callable | None = None,
              cancel_perm: str = roles.MANAGE_USERS, cancellable: bool = True,
-             time_limit: int | None = None) -> JobKind:
+             time_limit: int | None = None, progress_unit: str = "bytes") -> JobKind:
     kind = JobKind(name=name, label=label, perform=perform, on_end=on_end, cancel_perm=cancel_perm,
-                   cancellable=cancellable, time_limit=time_limit)
+                   cancellable=cancellable, time_limit=time_limit, progress_unit=progress_unit)
     _kinds[name] = kind
     return kind
 

@@ -33,6 +33,9 @@ class Job(StartedBy, models.Model):
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    # What the job printed along the way (hooks' output, recipe dumps): the tail of it,
+    # bounded (jobs.runner LOG_MAX_CHARS), scrubbed, written by the heartbeat.
+    log = models.TextField(blank=True)
 
     progress_done = models.BigIntegerField(default=0)
     progress_total = models.BigIntegerField(null=True, blank=True)
@@ -65,7 +68,9 @@ class Job(StartedBy, models.Model):
 
     @property
     def percent(self) -> int | None:
-        if not self.progress_total:
+        """None when the total is unknown, or wrong (more done than the total: a volume
+        measured before it grew): the page shows the amount so far, not a bar stuck at 100 %."""
+        if not self.progress_total or self.progress_done > self.progress_total:
             return None
         return max(0, min(100, int(self.progress_done * 100 / self.progress_total)))
 

@@ -46,6 +46,18 @@ class JobCancelled(Exception):
     pass
 
 
+# The job's log keeps its last this many characters (a chatty hook must not fill the database).
+LOG_MAX_CHARS = 64 * 1024
+LOG_CUT = "[earlier lines dropped]\n"
+
+
+def log_tail(text: str) -> str:
+    if len(text) <= LOG_MAX_CHARS:
+        return text
+    cut = text[-(LOG_MAX_CHARS - len(LOG_CUT)):]
+    return LOG_CUT + cut[cut.find("\n") + 1:] if "\n" in cut else LOG_CUT + cut
+
+
 class JobContext:
     def __init__(self, job: Job, *, parent: "JobContext | None" = None):
         self.job = job
@@ -54,7 +66,11 @@ class JobContext:
         self.done = job.progress_done
         self.total = job.progress_total
         self.message = ""
+        self._step = ""  # "Step 2 of 3: " while a numbered step runs (step())
         self.result: dict = {}
+        self.log_text = job.log or ""
+        self._log_dirty = False
+        self._log_mutex = threading.Lock()
         # A child job stops when its parent is asked to: one cancel flag.
         self._cancel = parent._cancel if parent is not None else threading.Event()
         self._locks: list[tuple[str, timedelta]] = []
@@ -81,9 +97,39 @@ class JobContext:
             self.message = message
 
     def say(self, message: str) -> None:
-        self.message = message[:255]
+        self.message = (self._step + message)[:255]
         if self.parent is not None:  # the page follows the parent job
             self.parent.say(message)
+
+    def step(self, label: str, *, number: int | None = None, of: int | None = None,
+             total: int | None = None) -> None:
+        """Begin a step with its own progress: `done` starts again from 0 towards this
+        step's `total` (None: not measurable, e.g. stopping containers; the page shows an
+        indeterminate bar and the bytes so far, never a bar stuck at 100%). With number
+        and of, the page reads "Step 1 of 2: label": a bar that starts again from zero is
+        the next step, not progress lost."""
+        self.done = 0
+        self.total = total
+        self._step = f"Step {number} of {of}: " if number and of else ""
+        self.say(label)
+
+    def log(self, line: str) -> None:
+        """Add a line to the job's log, scrubbed (what a hook or an engine prints may
+        repeat a password); the heartbeat writes it, the job page shows it live."""
+        text = scrubbed_text(str(line)).rstrip("\n")
+        with self._log_mutex:
+            self.log_text = log_tail(self.log_text + text + "\n")
+            self._log_dirty = True
+        if self.parent is not None:
+            self.parent.log(line)
+
+    def log_pending(self) -> str | None:
+        """The log if it changed since the last call (for the heartbeat), else None."""
+        with self._log_mutex:
+            if not self._log_dirty:
+                return None
+            self._log_dirty = False
+            return self.log_text
 
     # cancellation ---------------------------------------------------------------
     @property
@@ -152,11 +198,13 @@ class _Heartbeat(threading.Thread):
     def beat(self):
         try:
             for ctx in [self.ctx, *self.ctx.children]:
+                log = ctx.log_pending()
                 Job.objects.filter(pk=ctx.job.pk, status=Job.Status.RUNNING).update(
                     heartbeat_at=timezone.now(),
                     progress_done=ctx.done,
                     progress_total=ctx.total,
                     progress_message=ctx.message[:255],
+                    **({"log": log} if log is not None else {}),
                 )
                 ctx._refresh_locks()
             if Job.objects.filter(pk=self.ctx.job.pk, cancel_requested=True).exists():
@@ -228,6 +276,7 @@ def _finish(ctx: JobContext, exc: BaseException | None) -> str:
         progress_done=ctx.done,
         progress_total=ctx.total,
         progress_message=ctx.message[:255],
+        log=ctx.log_text,
     )
     if not written:
         logger.warning("job %s was ended by someone else while it ran; its own outcome (%s) is dropped",

@@ -80,6 +80,28 @@ def job_request_cancel(*, job: Job) -> Job:
     return job
 
 
+def job_cancel(*, request, job: Job) -> Job:
+    """The Cancel button and the API's cancel: the job's starter may, or whoever holds the
+    kind's cancel permission on what the job acts on (404/403 as everywhere); refused
+    with a reason for a kind that cannot be cancelled or a job that already ended.
+    Audited."""
+    from accounts import scoping
+    from accounts.services import audit_record
+    from project.errors import Refused
+
+    kind = kinds.get(job.kind)
+    if job.created_by_id != request.user.pk:
+        scoping.require_on(request, kind.cancel_perm, job, object_type="job", object_name=str(job.pk))
+    if not kind.cancellable:
+        raise Refused(f"A {kind.label} job cannot be cancelled once started.")
+    if not job.is_active:
+        raise Refused(f"Job #{job.pk} already ended ({job.status}): there is nothing to cancel.")
+    job = job_request_cancel(job=job)
+    audit_record(action="job_cancel", request=request, object_type="job", object_name=str(job.pk),
+                 params={"kind": job.kind, "target": job.target})
+    return job
+
+
 def job_end(job: Job) -> bool:
     """Call the ended job's on_end and send job_ended, once whoever calls (the runner, the
     sweep, a worker that receives a cancelled job's message). True if this call did it.

@@ -11,6 +11,8 @@ logger = logging.getLogger(__name__)
 
 # Sent once after a job ended and its kind's on_end ran (sender: the kind's name; job=).
 # How another app follows a kind it does not own (policies follow their backups' jobs).
+# Connect without `sender=` and test `job.kind`: Django matches senders by identity, and
+# the kind read from the database is another str object than the app's constant.
 job_ended = Signal()
 
 

@@ -10,8 +10,29 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")
 MAX_COUNT = 10_000
 
 
+def present_volume_names(volumes=None) -> list[str]:
+    """`volumes`: the queryset to pick from (a team's, accounts.scoping); None: all."""
+    from volumes.models import Volume
+
+    return list((Volume.objects.all() if volumes is None else volumes).present().order_by("name").values_list("name", flat=True))
+
+
+def selection_from(kind: str, value: str, picked: list[str] = ()) -> selection.Selection:
+    """The selection a form describes: for names, the typed names and the picked ones
+    together. Raises selection.SelectionError saying what is wrong."""
+    if kind == selection.NAMES and picked:
+        value = "\n".join([value or "", *picked])
+    return selection.parse(kind, value)
+
+
 class PolicyForm(forms.ModelForm):
-    timezone = forms.ChoiceField(choices=(), initial="UTC")
+    # A text field with a datalist of the ~600 zones: type "Berl" and pick, not scroll a select.
+    timezone = forms.CharField(initial="UTC", max_length=64,
+                               widget=forms.TextInput(attrs={"list": "timezones", "autocomplete": "off"}))
+    # The volume picker (names): the mirror's volumes as checkboxes; the text field keeps
+    # names the engine does not have yet.
+    pick = forms.MultipleChoiceField(required=False, choices=(), widget=forms.CheckboxSelectMultiple,
+                                     label="Pick volumes")
 
     class Meta:
         model = BackupPolicy
@@ -46,9 +67,17 @@ class PolicyForm(forms.ModelForm):
             "cron": forms.TextInput(attrs={"placeholder": "0 2 * * *", "class": "mono"}),
         }
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, volumes=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["timezone"].choices = [(z, z) for z in cron.timezones()]
+        names = present_volume_names(volumes)
+        self.fields["pick"].choices = [(n, n) for n in names]
+        # One problem, one message: an empty selection is reported by the selection's own rule.
+        self.fields["selector_value"].required = False
+        if not self.is_bound and self.instance.pk and self.instance.selector_kind == selection.NAMES:
+            chosen = [n for n in re.split(r"[\s,]+", self.instance.selector_value) if n]
+            known = set(names)
+            self.initial["pick"] = [n for n in chosen if n in known]
+            self.initial["selector_value"] = "\n".join(n for n in chosen if n not in known)
         for name in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "max_age_days"):
             self.fields[name].widget.attrs.update({"min": 0, "max": MAX_COUNT, "class": "count"})
             self.fields[name].validators.append(MaxValueValidator(MAX_COUNT))
@@ -72,6 +101,12 @@ class PolicyForm(forms.ModelForm):
         except cron.CronError as exc:
             raise forms.ValidationError(str(exc)) from None
 
+    def clean_timezone(self):
+        zone = self.cleaned_data["timezone"].strip()
+        if zone not in set(cron.timezones()):
+            raise forms.ValidationError(f"Unknown time zone {zone[:64]!r}: pick one from the list (e.g. Europe/Berlin).")
+        return zone
+
     def clean_overdue_grace_minutes(self):
         value = self.cleaned_data["overdue_grace_minutes"]
         if value > 7 * 24 * 60:
@@ -83,7 +118,7 @@ class PolicyForm(forms.ModelForm):
         kind, value = data.get("selector_kind"), data.get("selector_value", "")
         if kind:
             try:
-                parsed = selection.parse(kind, value)
+                parsed = selection_from(kind, value, data.get("pick") or [])
             except selection.SelectionError as exc:
                 self.add_error("selector_value", str(exc))
             else:

@@ -42,6 +42,19 @@ class BackupPolicy(models.Model):
     # schedule's longest gap plus this.
     overdue_grace_minutes = models.PositiveIntegerField(default=60)
 
+    # Hooks (backups.hooks): commands exec'd in each running container of a volume
+    # around its backup. Admins only set them (policies.forms.PolicyHooksForm).
+    hook_pre = models.TextField(blank=True)
+    hook_post = models.TextField(blank=True)
+    hook_user = models.CharField(max_length=64, blank=True)
+    hook_timeout_seconds = models.PositiveIntegerField(default=0)  # 0: HOOK_TIMEOUT_SECONDS
+    hook_continue_on_failure = models.BooleanField(default=False)
+    # Restore drills (policies.drills): every N days (0: never) the newest backup of each
+    # covered volume is restored into a scratch volume and compared with its manifest;
+    # `drill_probe`, if set, runs in a throw-away helper container with it at /data.
+    drill_every_days = models.PositiveIntegerField(default=0)
+    drill_probe = models.TextField(blank=True)
+
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

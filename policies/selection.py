@@ -100,3 +100,20 @@ def selected_volume_names(selection: Selection) -> list[str]:
             volumes = volumes.filter(labels__icontains=key)
         return sorted(v.name for v in volumes if selection.matches(v.name, v.labels))
     return [v.name for v in compose_project_volumes(project=selection.project)]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a selection covers now, for the policy form's live preview."""
+
+    matched: list[str]  # on the engine (as the mirror knows it)
+    missing: list[str]  # listed by name but not on the engine (their runs fail until they exist)
+
+
+def selection_preview(selection: Selection, *, limit: int = 200, within=None) -> Preview:
+    """`within`: the volumes the viewer may see (accounts.scoping); others count as missing."""
+    from volumes.models import Volume
+
+    names = selected_volume_names(selection)
+    present = set((Volume.objects.all() if within is None else within).present().filter(name__in=names).values_list("name", flat=True))
+    return Preview(matched=[n for n in names if n in present][:limit], missing=[n for n in names if n not in present])

@@ -33,9 +33,12 @@ def _describe_selection(policy: BackupPolicy) -> tuple[str, str]:
         return f"{policy.selector_kind}: {policy.selector_value}", str(exc)
 
 
-def policy_rows(*, now: datetime | None = None) -> list[PolicyRow]:
+def policy_rows(*, now: datetime | None = None, who=None) -> list[PolicyRow]:
+    """`who` (a request or user): their teams' policies (accounts.scoping); None: all."""
+    from accounts import scoping
+
     now = now or timezone.now()
-    policies = list(BackupPolicy.objects.all())
+    policies = list(BackupPolicy.objects.all() if who is None else scoping.visible_policies(who))
     latest_ids = (
         PolicyRun.objects.filter(policy__in=policies).values("policy").annotate(last=Max("pk")).values_list("last", flat=True)
     )
@@ -128,6 +131,8 @@ class Protection:
     last_run: PolicyRun | None = None
     overdue: bool = False
     overdue_detail: str = ""
+    proven_at: datetime | None = None  # the end of its latest succeeded restore drill (drills)
+    drill_failed: bool = False  # its latest restore drill failed
 
     @property
     def covered(self) -> bool:
@@ -150,16 +155,20 @@ class Protection:
             return "failed"
         if self.overdue:
             return "overdue"
+        if self.last_success_at is None:
+            return "never"
         return "ok"
 
     @property
     def label(self) -> str:
+        # "protected" is kept for the never-delete label (cargohold.protect): these say coverage.
         return {
             "unprotected-in-use": "in use, no policy",
             "unprotected": "no policy",
-            "failed": "last run failed",
+            "failed": "failing",
             "overdue": "overdue",
-            "ok": "protected",
+            "never": "never backed up",
+            "ok": "covered",
         }[self.state]
 
 
@@ -199,12 +208,16 @@ def protection_map(*, names: list[str], now: datetime | None = None) -> dict[str
         .order_by().values("volume_name").annotate(last=Max("pk")).values_list("last", flat=True)
     )
     last_runs = {r.volume_name: r for r in PolicyRun.objects.filter(pk__in=list(latest_ids)).select_related("policy")}
+    from drills.services import failed_last, last_proven
+
+    proven, drill_failed = last_proven(names), failed_last(names)
 
     out = {}
     for v in volumes:
         name = v["name"]
         p = Protection(volume=name, in_use=v["container_count"] > 0 and v["gone_since"] is None,
-                       last_success_at=last_success.get(name), last_run=last_runs.get(name))
+                       last_success_at=last_success.get(name), last_run=last_runs.get(name),
+                       proven_at=proven.get(name), drill_failed=name in drill_failed)
         if v["gone_since"] is None:
             for policy, sel, allowed in policies:
                 if not sel.matches(name, v["labels"] or {}, projects.get(name, set())):
@@ -252,6 +265,8 @@ class HealthSummary:
     overdue: list[Protection]
     unprotected_unused: int
     policies: int
+    proven: int = 0  # volumes a restore drill proved restorable
+    drill_failed: list[Protection] = field(default_factory=list)
 
     @property
     def problems(self) -> int:
@@ -269,6 +284,8 @@ def health_summary(*, now: datetime | None = None) -> HealthSummary:
         overdue=[p for p in values if p.state == "overdue"],
         unprotected_unused=sum(1 for p in values if p.state == "unprotected"),
         policies=BackupPolicy.objects.filter(enabled=True).count(),
+        proven=sum(1 for p in values if p.proven_at and not p.drill_failed),
+        drill_failed=[p for p in values if p.drill_failed],
     )
 
 

@@ -5,6 +5,7 @@ from policies import views
 urlpatterns = [
     path("policies/", views.policy_list, name="policy_list"),
     path("policies/new/", views.policy_create, name="policy_create"),
+    path("policies/preview/", views.policy_preview, name="policy_preview"),
     path("policies/notifications/", views.notification_settings, name="notification_settings"),
     path("policies/notifications/test/", views.notification_test, name="notification_test"),
     path("policies/<int:policy_id>/", views.policy_detail, name="policy_detail"),

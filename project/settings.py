@@ -45,7 +45,13 @@ INSTALLED_APPS = [
     "insights",
     "django_celery_beat",
     "policies",
+    "drills",  # restore drills (after policies: a drill belongs to a policy)
     "axes",  # login throttling; lockouts and lifts reach the audit trail through accounts.signals
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's JS and CSS from PyPI: no CDN needed
+    "api",
+    "metrics",
 ]
 
 MIDDLEWARE = [
@@ -72,6 +78,8 @@ TEMPLATES = [
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
+            # {{ n|size }} (binary units) and {{ d|pretty_json }} in every template without {% load %}.
+            "builtins": ["project.templatetags.display"],
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
@@ -184,6 +192,15 @@ LOGGING = {
 DOCKER_HOST = env("DOCKER_HOST", "")  # empty: the docker SDK's default (unix socket)
 DOCKER_TIMEOUT = env_int("DOCKER_TIMEOUT", 30)
 HELPER_IMAGE = env("CARGOHOLD_HELPER_IMAGE", "busybox:stable")
+# GNU tar + zstd (+ restic) run next to the data (helper/, scripts/setup.sh); empty: none.
+DATA_HELPER_IMAGE = env("CARGOHOLD_DATA_HELPER_IMAGE", "cargohold-data-helper:current")
+# auto: the data helper when its image is on the engine, else the engine's archive
+# endpoint; helper: the helper or fail; engine: always the archive endpoint. Default
+# engine: measured (bench/backup.py, 1 GiB), the helper's backup is faster but its
+# restore (GNU tar fed through the attach stream) is not yet; see README "Speed".
+DATA_PATH = env("CARGOHOLD_DATA_PATH", "engine")
+if DATA_PATH not in ("auto", "helper", "engine"):
+    raise ValueError(f"CARGOHOLD_DATA_PATH must be auto, helper or engine, got {DATA_PATH!r}")
 BACKUP_ROOT = Path(env("BACKUP_ROOT", str(VAR_DIR / "backups")))
 # A backup waits this long in the queue for another operation on its volume, then is refused.
 BACKUP_LOCK_WAIT_SECONDS = env_int("BACKUP_LOCK_WAIT_SECONDS", 300)
@@ -192,6 +209,10 @@ BACKUP_GZIP_LEVEL = env_int("BACKUP_GZIP_LEVEL", 6)
 
 SYNC_INTERVAL_SECONDS = env_int("SYNC_INTERVAL_SECONDS", 30)
 SIZE_REFRESH_SECONDS = env_int("SIZE_REFRESH_SECONDS", 300)
+# The event watcher measures sizes after changes: events within SIZE_DEBOUNCE_SECONDS are one
+# measurement, one at a time, at least SIZE_MIN_INTERVAL_SECONDS apart (bench/sizes.py: its cost).
+SIZE_DEBOUNCE_SECONDS = float(env("SIZE_DEBOUNCE_SECONDS", "2"))
+SIZE_MIN_INTERVAL_SECONDS = float(env("SIZE_MIN_INTERVAL_SECONDS", "15"))
 # The engine is "down" for the banner when the last sync attempt failed or no sync
 # succeeded for this long.
 ENGINE_STALE_SECONDS = env_int("ENGINE_STALE_SECONDS", 180)
@@ -311,3 +332,60 @@ RESTORE_EMPTY_TIMEOUT_SECONDS = env_int("RESTORE_EMPTY_TIMEOUT_SECONDS", 3600)
 IMPORT_MAX_EXPANSION_RATIO = env_int("IMPORT_MAX_EXPANSION_RATIO", 200)
 IMPORT_EXPANSION_FREE_BYTES = env_int("IMPORT_EXPANSION_FREE_BYTES", 256 * 1024**2)
 IMPORT_MAX_EXPANDED_BYTES = env_int("IMPORT_MAX_EXPANDED_BYTES", 1024**4)
+
+# --- REST API and metrics (api/, metrics/) ---------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",  # the browsable API, with CSRF
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.ApiAccess"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Cargohold API",
+    "DESCRIPTION": "Volumes, backups, restores, policies, jobs and the audit trail of a Cargohold installation.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.models.Job.Status",
+        "PolicyRunStatusEnum": "policies.models.PolicyRun.Status",
+        "CompressionEnum": "backups.models.Backup.Compression",
+        "PolicyCompressionEnum": "policies.models.BackupPolicy.Compression",
+    },
+}
+# A new API token's default lifetime (days) and the longest a user may choose.
+API_TOKEN_DEFAULT_DAYS = env_int("API_TOKEN_DEFAULT_DAYS", 90)
+API_TOKEN_MAX_DAYS = env_int("API_TOKEN_MAX_DAYS", 366)
+# /metrics answers a scrape that sends `Authorization: Bearer $METRICS_TOKEN`, or comes from
+# one of METRICS_ALLOWED_ADDRESSES (addresses or networks: 127.0.0.1,10.0.0.0/8). Neither
+# set: /metrics answers 404 (off).
+METRICS_TOKEN = env("METRICS_TOKEN", "")
+METRICS_ALLOWED_ADDRESSES = env_list("METRICS_ALLOWED_ADDRESSES", "")
+# Celery queues whose depth /metrics reports (default: the default queue).
+METRICS_QUEUES = env_list("METRICS_QUEUES", "") or [CELERY_TASK_DEFAULT_QUEUE]
+
+# --- Hooks, dumps of known images, restore drills (issue 15) ------------------------------
+# A backup hook (container label or policy) without its own timeout is killed after this.
+HOOK_TIMEOUT_SECONDS = env_int("HOOK_TIMEOUT_SECONDS", 300)
+# A database dump (a recipe for a known image) or its load is killed after this.
+DUMP_TIMEOUT_SECONDS = env_int("DUMP_TIMEOUT_SECONDS", 3600)
+# A drill's probe (a policy's command, in a throw-away helper container) is stopped after this.
+DRILL_PROBE_TIMEOUT_SECONDS = env_int("DRILL_PROBE_TIMEOUT_SECONDS", 600)
+# A drill's scratch database server (to load a dump into) must answer within this.
+DRILL_SERVER_START_SECONDS = env_int("DRILL_SERVER_START_SECONDS", 120)
+CELERY_BEAT_SCHEDULE["start-due-drills"] = {
+    "task": "drills.tasks.start_due_drills",
+    "schedule": timedelta(hours=1),
+    "options": {"expires": 3600},
+}

@@ -5,6 +5,10 @@ from accounts.urls import audit_urlpatterns
 
 from insights import views as insights_views
 
+# 403 and 404 are pages of the dashboard: its navigation, and the server's reason.
+handler403 = "project.errorpages.forbidden"
+handler404 = "project.errorpages.not_found"
+
 urlpatterns = [
     path("", insights_views.overview, name="home"),
     path("accounts/", include("accounts.urls")),
@@ -16,4 +20,7 @@ urlpatterns = [
     path("", include("restores.urls")),
     path("", include("insights.urls")),
     path("", include("policies.urls")),
+    path("", include("drills.urls")),  # a policy's hooks and restore drills (Admins)
+    path("", include("api.site_urls")),  # /api/v1/, /api/schema/, /api/docs/, /accounts/tokens/
+    path("", include("metrics.urls")),  # /metrics
 ]

@@ -19,6 +19,8 @@ class RestoreNewForm(forms.Form):
         error_messages={"invalid_choice": "The engine has no volume driver named %(value)s (see the list)."},
     )
     allow_devices = forms.BooleanField(required=False, label="Allow device nodes", help_text=ALLOW_DEVICES_HELP)
+    # Off by default: with Compose's labels the copy would join the project (and count as reclaimable).
+    copy_compose_labels = forms.BooleanField(required=False, label="Copy the Compose labels too")
 
     def __init__(self, *args, manifest: dict, **kwargs):
         """`manifest`: services.restore_defaults (what the restore starts from, and whether
@@ -34,6 +36,7 @@ class RestoreNewForm(forms.Form):
             # Not shown; whatever is posted goes to the service, which refuses anything but plain local.
             self.fields["driver"] = forms.CharField(required=False, max_length=255)
         self.redacted = manifest["redacted"]
+        self.compose_labels = manifest.get("compose_labels") or {}
         if self.is_bound:
             self.option_rows = pair_rows(self.data, "opt")
             self.label_rows = pair_rows(self.data, "label")
@@ -55,6 +58,8 @@ class RestoreNewForm(forms.Form):
             cleaned[field] = pairs
             for error in errors:
                 self.add_error(None, error)
+        if cleaned.get("copy_compose_labels"):
+            cleaned["labels"] = {**self.compose_labels, **cleaned["labels"]}
         return cleaned
 
 

@@ -14,8 +14,11 @@ def restore_detail(*, restore_id: int) -> Restore | None:
             .filter(pk=restore_id).first())
 
 
-def restore_page(*, page, volume: str = ""):
-    qs = Restore.objects.select_related("job__created_by", "backup")
+def restore_page(*, page, volume: str = "", who=None):
+    """`who` (a request or user): their teams' restores (accounts.scoping); None: all."""
+    from accounts import scoping
+
+    qs = (Restore.objects.all() if who is None else scoping.visible_restores(who)).select_related("job__created_by", "backup")
     if volume:
         qs = qs.filter(volume_name=volume)
     return Paginator(qs, PAGE_SIZE).get_page(page)

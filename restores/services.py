@@ -41,9 +41,13 @@ def refuse(message: str, *, action: str, user, requested_by: str, object_name: s
     raise Refused(message)
 
 
-def role_refusal(user, perm: str, what: str) -> str | None:
-    """Why `user` may not do this (the views and the CLI check too; this covers any caller)."""
-    if user is not None and not user.has_perm(perm):
+def role_refusal(user, perm: str, what: str, obj=None) -> str | None:
+    """Why `user` may not do this (the views and the CLI check too; this covers any caller):
+    on `obj` (their team's role on it, accounts.scoping), else as a global role."""
+    from accounts import scoping
+
+    if user is not None and not (scoping.can(user, perm, obj) if obj is not None
+                                 else scoping.can_globally(user, perm)):
         return f"Your role does not allow {what}."
     return None
 
@@ -73,7 +77,13 @@ def may_choose_volume_settings(user) -> bool:
     """Driver options (bind mounts, NFS, CIFS, tmpfs...), a driver other than `local`, and
     device nodes reach outside a volume, into the host: the same permission as creating a
     volume. No user: the host's own CLI (whoever runs manage.py already holds the host)."""
-    return user is None or user.has_perm(roles.MANAGE_VOLUMES)
+    from accounts import scoping
+
+    # A global Admin's (accounts.scoping): a team's Admin holds the team's volumes, not the host.
+    return user is None or scoping.can_globally(user, roles.MANAGE_VOLUMES)
+
+
+COMPOSE_LABEL_PREFIX = "com.docker.compose."
 
 
 def restore_defaults(*, backup: Backup, user) -> dict:
@@ -84,8 +94,13 @@ def restore_defaults(*, backup: Backup, user) -> dict:
     recorded = manifest_volume(backup)
     trusted = backup.origin != Backup.Origin.IMPORTED
     keep = trusted and may_choose_volume_settings(user)
+    # Compose's own labels are left out unless asked for: a copy carrying them would join
+    # the project (Compose would adopt it, and it would count as the project's, reclaimable).
+    compose = {k: v for k, v in recorded["labels"].items() if k.startswith(COMPOSE_LABEL_PREFIX)}
     return {
         **recorded,
+        "labels": {k: v for k, v in recorded["labels"].items() if k not in compose},
+        "compose_labels": compose,
         "driver": recorded["driver"] if keep else "local",
         "options": recorded["options"] if keep else {},
         "redacted": recorded["redacted"] if keep else [],
@@ -164,7 +179,7 @@ def restore_new_start(
     """Queue a restore of `backup` into a new volume `volume_name`.
 
     Driver, options and labels default to `restore_defaults` (the form shows them for
-    editing): the manifest's, except that a user who may not create volumes gets the plain
+    editing; Compose's labels are left out): the manifest's, except that a user who may not create volumes gets the plain
     `local` driver without options, and an import's manifest never supplies driver or
     options. Choosing a driver, options or device nodes without that permission is
     refused. Refused, audited and nothing queued also when the name is invalid or taken
@@ -174,7 +189,7 @@ def restore_new_start(
     """
     refusal = {"action": "restore_start", "user": user, "requested_by": requested_by, "object_name": volume_name,
                "params": {"backup": backup.pk, "mode": "new", "trigger": trigger}}
-    if problem := (role_refusal(user, roles.RESTORE_NEW, "restoring into a new volume")
+    if problem := (role_refusal(user, roles.RESTORE_NEW, "restoring into a new volume", backup)
                    or _volume_settings_refusal(driver=driver, options=options, allow_devices=allow_devices,
                                                user=user)):
         refuse(problem, **refusal)
@@ -222,7 +237,7 @@ def restore_in_place_start(
     name = backup.volume_name
     refusal = {"action": "restore_start", "user": user, "requested_by": requested_by, "object_name": name,
                "params": {"backup": backup.pk, "mode": "in_place", "trigger": trigger}}
-    if problem := (role_refusal(user, roles.RESTORE_IN_PLACE, "restoring in place")
+    if problem := (role_refusal(user, roles.RESTORE_IN_PLACE, "restoring in place", backup)
                    or _volume_settings_refusal(driver=None, options=None, allow_devices=allow_devices, user=user)):
         refuse(problem, **refusal)
     try:

@@ -1,13 +1,11 @@
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404
 from django.shortcuts import redirect, render
-from django.template.defaultfilters import filesizeformat
+from project.sizes import human_size
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts import roles
-from accounts.permissions import require
+from accounts import roles, scoping
 from backups import imports
 from backups import selectors as backup_selectors
 from backups.models import Backup
@@ -21,20 +19,15 @@ from restores.uploads import StagingUploadHandler
 
 
 def _get_backup_for_user(request, backup_id: int, perm: str) -> Backup:
-    """403 (audited) when the role may not do `perm`; 404 when there is no such backup."""
-    require(request, perm, object_type="backup", object_name=str(backup_id))
-    backup = backup_selectors.backup_detail(backup_id=backup_id)
-    if backup is None:
-        raise Http404("No such backup.")
-    return backup
+    """403 (audited) when the role may not do `perm`; 404 when there is no such backup or it
+    is another team's (accounts.scoping)."""
+    return scoping.require_on(request, perm, backup_selectors.backup_detail(backup_id=backup_id),
+                              object_type="backup", object_name=str(backup_id), missing="No such backup.")
 
 
 def _get_restore_for_user(request, restore_id: int, perm: str = roles.VIEW_INVENTORY) -> Restore:
-    require(request, perm, object_type="restore", object_name=str(restore_id))
-    restore = selectors.restore_detail(restore_id=restore_id)
-    if restore is None:
-        raise Http404("No such restore.")
-    return restore
+    return scoping.require_on(request, perm, selectors.restore_detail(restore_id=restore_id),
+                              object_type="restore", object_name=str(restore_id), missing="No such restore.")
 
 
 @require_http_methods(["GET", "POST"])
@@ -85,8 +78,9 @@ def restore_in_place(request, backup_id: int):
 
 @require_GET
 def restore_list(request):
-    require(request, roles.VIEW_INVENTORY)
-    page = selectors.restore_page(page=request.GET.get("page"), volume=request.GET.get("volume", "")[:255])
+    scoping.require_anywhere(request, roles.VIEW_INVENTORY)
+    page = selectors.restore_page(page=request.GET.get("page"), volume=request.GET.get("volume", "")[:255],
+                                  who=request)
     return render(request, "restores/list.html", {"page": page})
 
 
@@ -96,6 +90,8 @@ def restore_detail(request, restore_id: int):
     restore = _get_restore_for_user(request, restore_id)
     # The buttons' follow-up jobs are shown and followed here, on the restore's page.
     follow_up = job_latest(kinds=[services.KIND_ROLLBACK, services.KIND_REMOVE_PARTIAL], restore=restore.pk)
+    if follow_up is not None and not follow_up.is_active:
+        restore.refresh_from_db()  # after its job (see backups.views.backup_detail)
     active = restore.is_active or bool(restore.job and restore.job.is_active) or bool(follow_up and follow_up.is_active)
     context = {"restore": restore, "job": restore.job, "kind": kinds.get(restore.job.kind) if restore.job else None,
                "follow_up": follow_up, "follow_up_kind": follow_up and kinds.get(follow_up.kind), "poll_active": active}
@@ -149,14 +145,15 @@ def restore_dismiss(request, restore_id: int):
 def backup_import(request):
     """Upload an archive. The body streams to the staging folder as it arrives, so the
     upload handler is set before anything reads it; CSRF is checked right after (below)."""
-    require(request, roles.DOWNLOAD_ARCHIVE, object_type="backup", object_name="(import)")
+    # An import names any volume (it would join that volume's team): a global role's (scoping).
+    scoping.require_global(request, roles.DOWNLOAD_ARCHIVE, object_type="backup", object_name="(import)")
     limit = settings.UPLOAD_MAX_BYTES
     if request.method == "POST":
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if limit and length > limit + 1024 * 1024:
             # Refused before reading the body (multipart overhead allowed for).
             return _import_page(request, ImportForm(), status=413,
-                                error=f"The upload is {filesizeformat(length)}; at most {filesizeformat(limit)} "
+                                error=f"The upload is {human_size(length)}; at most {human_size(limit)} "
                                       "are accepted (UPLOAD_MAX_BYTES).")
         handler = StagingUploadHandler(request, limit=limit)
         request.upload_handlers = [handler]
@@ -172,7 +169,7 @@ def _backup_import_post(request, handler):
         form = ImportForm(request.POST)
         if handler.too_large:
             return _import_page(request, form, status=413,
-                                error=f"The upload is larger than {filesizeformat(settings.UPLOAD_MAX_BYTES)} "
+                                error=f"The upload is larger than {human_size(settings.UPLOAD_MAX_BYTES)} "
                                       "(UPLOAD_MAX_BYTES): it was not kept.")
         if archive is None:
             return _import_page(request, form, status=400, error="Choose an archive file to upload.")

@@ -101,9 +101,9 @@ def restore_perform(ctx: JobContext) -> dict:
     return {"restore": restore.pk, "volume": restore.volume_name, "message": restore.outcome}
 
 
-def _check_phase(ctx: JobContext, restore: Restore, backup: Backup, storage, *, untouched: str):
+def _check_phase(ctx: JobContext, restore: Restore, backup: Backup, storage, *, untouched: str, of: int):
     save_fields(restore, phase="checking")
-    ctx.set_progress(0, backup.size_bytes, "Checking the archive: checksum and every member")
+    ctx.step("Checking the archive: checksum and every member", number=1, of=of, total=backup.size_bytes)
 
     began = time.monotonic()
     try:
@@ -122,15 +122,15 @@ def _check_phase(ctx: JobContext, restore: Restore, backup: Backup, storage, *, 
 
 
 def _write_phase(ctx: JobContext, restore: Restore, *, key: str, compression: str, sha: str, layout: Layout,
-                 total: int | None, message: str) -> None:
+                 total: int | None, message: str, of: int) -> None:
     archive_io.check_free_space(restore.volume_name, needed=ctx.result.get("data_bytes"), job_id=ctx.job.pk)
-    ctx.set_progress(0, total, message)
+    ctx.step(message, number=of, of=of, total=total)  # the write is the last step
 
     def on_bytes(n: int) -> None:
         ctx.done += n
 
     began = time.monotonic()
-    archive_io.write_archive(
+    ctx.result["data_path"] = archive_io.write_archive(
         volume_name=restore.volume_name, key=key, compression=compression, layout=layout,
         allow_devices=restore.allow_devices, sha256=sha, job_id=ctx.job.pk, on_bytes=on_bytes,
         check_cancelled=ctx.check_cancelled,
@@ -143,7 +143,7 @@ def _restore_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
     storage = get_storage()
     with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()):
         with ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
-            sha, result = _check_phase(ctx, restore, backup, storage, untouched="No volume was created.")
+            sha, result = _check_phase(ctx, restore, backup, storage, untouched="No volume was created.", of=2)
             save_fields(restore, phase="creating")
             ctx.say(f"Creating volume {name}")
             if engine.volume_exists(name):
@@ -158,7 +158,7 @@ def _restore_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
                 save_fields(restore, phase="writing")
                 _write_phase(ctx, restore, key=backup.key, compression=backup.compression, sha=sha,
                              layout=result.layout, total=result.stats.tar_bytes,
-                             message=f"Writing {result.stats.file_count} files into {name}")
+                             message=f"Writing {result.stats.file_count} files into {name}", of=2)
                 save_fields(restore, written_at=timezone.now(),
                             outcome=f"Volume {name} was created with the content of backup {restore.backup_label}.")
             except BaseException as exc:
@@ -240,6 +240,7 @@ def _take_safety_backup(ctx: JobContext, restore: Restore) -> Backup:
                  object_name=restore.volume_name,
                  params={"backup": safety.pk, "job": job.pk, "origin": "safety", "restore": restore.pk})
     try:
+        ctx.step(f"Safety backup #{safety.pk} of {restore.volume_name}", number=2, of=3)
         with job_inline(job, parent=ctx) as sub:
             backup_write(sub, safety)
     except CargoholdError as exc:
@@ -260,7 +261,7 @@ def _restore_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None
             except engine.NotFound:
                 raise Refused(f"The volume {name} no longer exists on the engine; nothing was restored.") from None
             # Checked while the containers still run: a bad archive costs no downtime.
-            sha, result = _check_phase(ctx, restore, backup, storage, untouched="The volume was not touched.")
+            sha, result = _check_phase(ctx, restore, backup, storage, untouched="The volume was not touched.", of=3)
             save_fields(restore, phase="stopping")
             kept_stopped: list = []
             try:
@@ -272,12 +273,12 @@ def _restore_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None
                     # Written before emptying: from here on a crash means "put the safety backup back".
                     save_fields(restore, rollback_pending=True, phase="emptying")
                     try:
-                        ctx.say(f"Emptying volume {name}")
+                        ctx.step(f"Emptying volume {name}", number=3, of=3)
                         archive_io.empty_volume(volume_name=name, job_id=ctx.job.pk)
                         save_fields(restore, emptied_at=timezone.now(), phase="writing")
                         _write_phase(ctx, restore, key=backup.key, compression=backup.compression, sha=sha,
                                      layout=result.layout, total=result.stats.tar_bytes,
-                                     message=f"Writing {result.stats.file_count} files into {name}")
+                                     message=f"Writing {result.stats.file_count} files into {name}", of=3)
                         # The last step before success: nobody else touched the volume meanwhile.
                         ctx.say(f"Checking that no other container used {name} during the restore")
                         if intruders := _intruders(watch, restore):

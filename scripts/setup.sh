@@ -13,6 +13,9 @@
 #   CARGOHOLD_HELPER_IMAGE   image the workers run to read and write volumes
 #                            (default busybox:stable); built from Debian's busybox-static
 #                            when it can be neither found nor pulled.
+#   CARGOHOLD_DATA_HELPER_IMAGE  the data helper (GNU tar, zstd, restic; default
+#                            cargohold-data-helper:current; empty: none); built from
+#                            helper/Dockerfile, or from the host's binaries without pulls.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,6 +69,12 @@ pkg_present() {
     make) have make ;;
     chromium) have chromium || have chromium-browser ;;
     docker-compose) have docker-compose ;;
+    restic) have restic ;;
+    acl) have setfacl && have getfacl ;;
+    attr) have setfattr && have getfattr ;;
+    prometheus) have promtool ;;
+    postgresql) [ -x /usr/lib/postgresql/15/bin/postgres ] ;;
+    sqlite3) have sqlite3 ;;
     *) return 1 ;;
   esac
 }
@@ -74,8 +83,10 @@ is_dynamic() {
   have ldd && ldd "$1" >/dev/null 2>&1
 }
 
-REQUIRED_PKGS=(docker.io redis-server busybox-static zstd make)
-TEST_ONLY_PKGS=(chromium docker-compose) # browser tests and compose-file checks only
+REQUIRED_PKGS=(docker.io redis-server busybox-static zstd tar restic make) # tar, zstd, restic: the data helper image
+# browser tests, compose-file checks, xattr/ACL fidelity tests, promtool for the alert rules,
+# PostgreSQL and sqlite3 for the database-dump tests' images (tests/dbimages.py)
+TEST_ONLY_PKGS=(chromium docker-compose acl attr prometheus postgresql sqlite3)
 
 missing_required=()
 missing_test_only=()
@@ -351,6 +362,109 @@ else
       "Remove it (docker rmi $HELPER_IMAGE) and re-run scripts/setup.sh, or set CARGOHOLD_HELPER_IMAGE to an image with busybox."
   fi
   say "helper image: $HELPER_IMAGE ready"
+fi
+
+# --- Data helper image -----------------------------------------------------------------
+
+# GNU tar, zstd and restic (see helper/Dockerfile), run next to a volume's data. Tagged by
+# a digest of its inputs (cargohold-data-helper:<digest>) and also as DATA_HELPER_IMAGE
+# (default cargohold-data-helper:current), which is what the workers run; rebuilt when an
+# input changes (a Debian update of tar, a new Dockerfile). Without it the workers fall
+# back to the engine's archive endpoint, so a failure here is a warning, not an error.
+DATA_HELPER_IMAGE="${CARGOHOLD_DATA_HELPER_IMAGE-cargohold-data-helper:current}"
+DATA_HELPER_REPO="${DATA_HELPER_IMAGE%:*}"
+DATA_HELPER_BASE=debian:bookworm-slim
+DATA_HELPER_BINARIES=(/usr/bin/tar /usr/bin/zstd)
+DATA_HELPER_OPTIONAL=(/usr/bin/restic)
+DATA_HELPER_RECIPE=1 # bump when the host build below changes what it makes
+
+# The files of the host build, one "source<TAB>destination" a line: busybox, the binaries,
+# and every library ldd lists for them (copied to the path the loader looks in).
+data_helper_files() {
+  local bin lib
+  printf '%s\t%s\n' /bin/busybox /bin/busybox
+  for bin in "${DATA_HELPER_BINARIES[@]}" "${DATA_HELPER_OPTIONAL[@]}"; do
+    [ -x "$bin" ] || continue
+    printf '%s\t%s\n' "$bin" "$bin"
+    ldd "$bin" 2>/dev/null | awk '/=>/ && $3 ~ /^\// {print $3} !/=>/ && $1 ~ /^\// {print $1}' |
+      while read -r lib; do printf '%s\t%s\n' "$(readlink -f "$lib")" "$lib"; done
+  done | sort -u -t $'\t' -k2,2
+}
+
+data_helper_digest() { # the digest of what a build would use
+  if [ "$1" = dockerfile ]; then
+    { echo dockerfile; cat "$ROOT/helper/Dockerfile"; } | sha256sum | cut -c1-16
+  else
+    { echo "host $DATA_HELPER_RECIPE"; data_helper_files | while IFS=$'\t' read -r src dest; do
+      printf '%s %s\n' "$dest" "$(sha256sum "$src" | cut -d' ' -f1)"; done; } | sha256sum | cut -c1-16
+  fi
+}
+
+build_data_helper_from_host() { # tag
+  local dir applet
+  dir="$(mktemp -d)"
+  mkdir -p "$dir/bin" "$dir/usr/bin" "$dir/etc" "$dir/tmp" "$dir/data"
+  chmod 1777 "$dir/tmp"
+  data_helper_files | while IFS=$'\t' read -r src dest; do
+    mkdir -p "$dir$(dirname "$dest")"
+    cp "$src" "$dir$dest"
+  done
+  for applet in $(/bin/busybox --list); do
+    # GNU tar and zstd come first on PATH; busybox keeps sh, df and the rest.
+    [ -e "$dir/usr/bin/$applet" ] || [ "$applet" = busybox ] || ln -sfn busybox "$dir/bin/$applet"
+  done
+  printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$dir/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$dir/etc/group"
+  tar -C "$dir" --numeric-owner --owner=0 --group=0 -c . |
+    docker import --change 'ENV PATH=/usr/bin:/bin' --change 'CMD ["/bin/sh"]' \
+      --change "LABEL cargohold.data-helper=$2" \
+      --message "cargohold data helper, built by scripts/setup.sh from the host's binaries" - "$1" >/dev/null
+  local rc=$?
+  rm -rf "$dir"
+  return $rc
+}
+
+data_helper_setup() {
+  local how=host digest tag
+  if [ -f "$ROOT/helper/Dockerfile" ] && { docker image inspect "$DATA_HELPER_BASE" >/dev/null 2>&1 ||
+    timeout 60 docker pull --quiet "$DATA_HELPER_BASE" >/dev/null 2>&1; }; then
+    how=dockerfile
+  fi
+  if [ "$how" = host ]; then
+    local bin
+    for bin in /bin/busybox "${DATA_HELPER_BINARIES[@]}"; do
+      [ -x "$bin" ] || { warn "data helper: $bin is missing (apt-get install tar zstd busybox-static); backups use the engine's archive endpoint"; return 0; }
+    done
+    [ -x /usr/bin/restic ] || say "data helper: no /usr/bin/restic on this host (apt-get install restic); building without it"
+  fi
+  digest="$(data_helper_digest "$how")"
+  tag="$DATA_HELPER_REPO:$digest"
+  if docker image inspect "$tag" >/dev/null 2>&1; then
+    say "data helper image: $tag present"
+  else
+    say "data helper image: building $tag ($how)"
+    if [ "$how" = dockerfile ]; then
+      docker build --quiet --label "cargohold.data-helper=$digest" -t "$tag" "$ROOT/helper" >"$LOG_DIR/data-helper-build.log" 2>&1
+    else
+      build_data_helper_from_host "$tag" "$digest" 2>"$LOG_DIR/data-helper-build.log"
+    fi || { warn "data helper: the build failed (var/log/data-helper-build.log); backups use the engine's archive endpoint"; return 0; }
+    if ! docker run --rm --network none "$tag" sh -c 'tar --version && zstd --version && df -P /' \
+      >"$LOG_DIR/data-helper-check.log" 2>&1; then
+      warn "data helper: $tag does not run (var/log/data-helper-check.log); removing it"
+      docker rmi "$tag" >/dev/null 2>&1 || true
+      return 0
+    fi
+  fi
+  if [ "$tag" != "$DATA_HELPER_IMAGE" ]; then
+    docker tag "$tag" "$DATA_HELPER_IMAGE"
+  fi
+  say "data helper image: $DATA_HELPER_IMAGE is $tag"
+}
+
+if [ -n "$DATA_HELPER_IMAGE" ]; then
+  data_helper_setup
+else
+  say "data helper image: disabled (CARGOHOLD_DATA_HELPER_IMAGE is empty)"
 fi
 
 say "setup done"

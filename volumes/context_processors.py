@@ -11,11 +11,15 @@ def engine_status(request):
     if not getattr(request, "user", None) or not request.user.is_authenticated:
         return {}
     status = EngineStatus.objects.filter(singleton=1).first()
-    problem = ""
+    return {"engine": status, "engine_problem": engine_problem(status)}
+
+
+def engine_problem(status: EngineStatus | None) -> str:
+    """Why the engine counts as unreachable ("" when it is reachable): the banner, /metrics."""
     if status is None or status.last_success_at is None:
-        problem = status.last_error if status and status.last_error else "Cargohold has not synced with the Docker Engine yet."
-    elif status.last_error:
-        problem = status.last_error
-    elif timezone.now() - status.last_success_at > timedelta(seconds=settings.ENGINE_STALE_SECONDS):
-        problem = "No sync with the Docker Engine succeeded recently: is a Cargohold worker running?"
-    return {"engine": status, "engine_problem": problem}
+        return status.last_error if status and status.last_error else "Cargohold has not synced with the Docker Engine yet."
+    if status.last_error:
+        return status.last_error
+    if timezone.now() - status.last_success_at > timedelta(seconds=settings.ENGINE_STALE_SECONDS):
+        return "No sync with the Docker Engine succeeded recently: is a Cargohold worker running?"
+    return ""

@@ -12,6 +12,19 @@ def labels_protected(labels: dict | None) -> bool:
     return str((labels or {}).get(PROTECT_LABEL, "")).strip().lower() == "true"
 
 
+def mount_hint(last_mount: dict | None, container_count: int) -> str:
+    """"mounted by shop-worker at /cache" (or "last mounted by …" once no container does):
+    what makes an anonymous volume's 64 hex digits recognisable."""
+    m = last_mount or {}
+    if not m.get("container"):
+        return ""
+    where = f"{m['container']} at {m.get('destination') or '?'}"
+    if not container_count:
+        return f"last mounted by {where}"
+    others = container_count - 1
+    return f"mounted by {where}" + (f" and {others} other container{'s' if others != 1 else ''}" if others > 0 else "")
+
+
 class VolumeQuerySet(models.QuerySet):
     def present(self):
         return self.filter(gone_since__isnull=True)
@@ -35,6 +48,9 @@ class Volume(models.Model):
     # Denormalised by the sync so the list filters and sorts in SQL with 1,000s of rows.
     container_count = models.PositiveIntegerField(default=0, db_index=True)
     search_text = models.TextField(blank=True)
+    # Who mounts it where ({"container", "destination"}), kept by the sync after its
+    # containers are gone: an anonymous volume's 64 hex digits say nothing, this does.
+    last_mount = models.JSONField(default=dict, blank=True)
 
     first_seen_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
@@ -62,6 +78,10 @@ class Volume(models.Model):
     @property
     def is_protected(self) -> bool:
         return labels_protected(self.labels)
+
+    @property
+    def mount_hint(self) -> str:
+        return mount_hint(self.last_mount, self.container_count)
 
     @property
     def display_options(self) -> dict:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from django.core.paginator import Paginator
 from django.db.models import F, Prefetch, Q, QuerySet
 
+from accounts import scoping
 from volumes.models import COMPOSE_PROJECT_LABEL, Container, Mount, Volume
 
 VOLUME_SORTS = {
@@ -40,8 +41,9 @@ class VolumeFilters:
         )
 
 
-def volume_list(*, filters: VolumeFilters) -> QuerySet[Volume]:
-    qs = Volume.objects.all()
+def volume_list(*, filters: VolumeFilters, who=None) -> QuerySet[Volume]:
+    """`who`: a request or user whose teams' volumes these are (accounts.scoping); None: all."""
+    qs = Volume.objects.all() if who is None else scoping.visible_volumes(who)
     if not filters.show_gone:
         qs = qs.filter(gone_since__isnull=True)
     if filters.q:
@@ -54,12 +56,12 @@ def volume_list(*, filters: VolumeFilters) -> QuerySet[Volume]:
         qs = qs.filter(anonymous=filters.kind == "anonymous")
     return qs.order_by(*VOLUME_SORTS[filters.sort]).only(
         "name", "driver", "size_bytes", "size_measured_at", "container_count", "anonymous", "labels",
-        "created_at", "gone_since",
+        "created_at", "gone_since", "first_seen_at", "last_mount",
     )
 
 
-def volume_page(*, filters: VolumeFilters, page: str | int | None):
-    return Paginator(volume_list(filters=filters), PAGE_SIZE).get_page(page)
+def volume_page(*, filters: VolumeFilters, page: str | int | None, who=None):
+    return Paginator(volume_list(filters=filters, who=who), PAGE_SIZE).get_page(page)
 
 
 def volume_detail(*, name: str) -> Volume | None:
@@ -74,14 +76,17 @@ def volume_mounts(*, volume: Volume) -> list[Mount]:
     )
 
 
-def container_list(*, q: str = "", project: str = "") -> QuerySet[Container]:
-    qs = Container.objects.present()
+def container_list(*, q: str = "", project: str = "", who=None) -> QuerySet[Container]:
+    """`who` (accounts.scoping): the containers mounting their volumes, and of those mounts
+    only their volumes' (and binds); None: all."""
+    qs = Container.objects.present() if who is None else scoping.visible_containers(who).present()
+    mounts = Mount.objects.all() if who is None else scoping.visible_mounts(who)
     if q:
         qs = qs.filter(Q(name__icontains=q) | Q(image__icontains=q) | Q(compose_project__icontains=q))
     if project:
         qs = qs.filter(compose_project=project)
     return qs.prefetch_related(
-        Prefetch("mounts", queryset=Mount.objects.select_related("volume").order_by("destination"))
+        Prefetch("mounts", queryset=mounts.select_related("volume").order_by("destination"))
     ).order_by("compose_project", "name")
 
 

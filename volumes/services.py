@@ -92,6 +92,7 @@ def mirror_sync() -> SyncResult:
         _sync_containers(engine_containers, now, result)
         _sync_mounts(engine_containers, result)
         _update_container_counts()
+        _update_last_mounts()
         status = EngineStatus.get()
         status.engine_id = engine_info.id
         status.host_name = engine_info.host_name
@@ -250,6 +251,19 @@ def _update_container_counts() -> None:
     current = dict(Volume.objects.present().values_list("pk", "container_count"))
     changed = [Volume(pk=pk, container_count=n) for pk, n in counts.items() if current.get(pk) != n]
     Volume.objects.bulk_update(changed, ["container_count"], batch_size=500)
+
+
+def _update_last_mounts() -> None:
+    """Who mounts each volume where (first container by name), kept after they are gone."""
+    first: dict[int, dict] = {}
+    for vpk, container, destination in (
+        Mount.objects.filter(volume__isnull=False, container__gone_since__isnull=True)
+        .order_by("container__name", "destination").values_list("volume_id", "container__name", "destination")
+    ):
+        first.setdefault(vpk, {"container": container, "destination": destination})
+    current = dict(Volume.objects.filter(pk__in=list(first)).values_list("pk", "last_mount"))
+    changed = [Volume(pk=pk, last_mount=m) for pk, m in first.items() if current.get(pk) != m]
+    Volume.objects.bulk_update(changed, ["last_mount"], batch_size=500)
 
 
 def sizes_refresh() -> int:

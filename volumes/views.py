@@ -1,12 +1,10 @@
 from django.contrib import messages
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
-from accounts import roles
-from accounts.permissions import require
+from accounts import roles, scoping
 from jobs import kinds
 from jobs.models import Job
 from jobs.polling import jobs_active_on, poll_response
@@ -16,20 +14,19 @@ from volumes.forms import PRESETS, PruneConfirmForm, VolumeCreateForm, VolumeRem
 
 
 def _get_volume_for_user(request, name: str):
-    """404 when the volume isn't in the mirror; 403 (audited) when the role may not view."""
-    require(request, roles.VIEW_INVENTORY, object_type="volume", object_name=name)
-    volume = selectors.volume_detail(name=name)
-    if volume is None:
-        raise Http404(f"No volume named {name!r} is known.")
-    return volume
+    """404 when the volume isn't in the mirror or is another team's; 403 (audited) when the
+    role may not view (accounts.scoping)."""
+    return scoping.require_on(request, roles.VIEW_INVENTORY, selectors.volume_detail(name=name),
+                              object_type="volume", object_name=name, missing=f"No volume named {name!r} is known.")
 
 
 @require_GET
 def volume_list(request):
-    require(request, roles.VIEW_INVENTORY)
+    scoping.require_anywhere(request, roles.VIEW_INVENTORY)
     filters = selectors.VolumeFilters.from_query(request.GET)
-    page = selectors.volume_page(filters=filters, page=request.GET.get("page"))
+    page = selectors.volume_page(filters=filters, page=request.GET.get("page"), who=request)
     context = {"page": page, "filters": filters, "sorts": selectors.VOLUME_SORTS,
+               "unowned": scoping.unowned_names(v.name for v in page),  # (only global Admins see those)
                "any_active": jobs_active_on(targets=[v.name for v in page])}  # sets the poll's pace
     template = "volumes/list.html#table" if request.htmx else "volumes/list.html"
     return render(request, template, context)
@@ -38,16 +35,18 @@ def volume_list(request):
 @require_GET
 def volume_detail(request, name: str):
     volume = _get_volume_for_user(request, name)
-    context = {"volume": volume, "mounts": selectors.volume_mounts(volume=volume)}
+    context = {"volume": volume, "mounts": selectors.volume_mounts(volume=volume),
+               "unowned": scoping.is_unowned(volume),
+               "any_active": jobs_active_on(targets=[volume.name])}  # sets the poll's pace
     template = "volumes/detail.html#live" if request.htmx else "volumes/detail.html"
     return render(request, template, context)
 
 
 @require_GET
 def container_list(request):
-    require(request, roles.VIEW_INVENTORY)
+    scoping.require_anywhere(request, roles.VIEW_INVENTORY)
     q = request.GET.get("q", "").strip()[:200]
-    containers = selectors.container_list(q=q, project=request.GET.get("project", "")[:255])
+    containers = selectors.container_list(q=q, project=request.GET.get("project", "")[:255], who=request)
     context = {"containers": containers, "q": q}
     template = "volumes/containers.html#table" if request.htmx else "volumes/containers.html"
     return render(request, template, context)
@@ -57,11 +56,9 @@ def container_list(request):
 
 
 def _get_lifecycle_job(request, job_id: int) -> Job:
-    require(request, roles.MANAGE_VOLUMES, object_type="job", object_name=str(job_id))
     job = Job.objects.select_related("created_by").filter(pk=job_id, kind__in=services.LIFECYCLE_KINDS).first()
-    if job is None:
-        raise Http404("No such volume job.")
-    return job
+    return scoping.require_on(request, roles.MANAGE_VOLUMES, job, object_type="job", object_name=str(job_id),
+                              missing="No such volume job.")
 
 
 def _job_context(job: Job) -> dict:
@@ -70,7 +67,7 @@ def _job_context(job: Job) -> dict:
 
 @require_http_methods(["GET", "POST"])
 def volume_create(request):
-    require(request, roles.MANAGE_VOLUMES, object_type="volume", object_name="(new volume)")
+    scoping.require_global(request, roles.MANAGE_VOLUMES, object_type="volume", object_name="(new volume)")
     form, job = VolumeCreateForm(), None
     if request.method == "POST" and request.POST.get("preset"):
         form = VolumeCreateForm.with_preset(request.POST, request.POST["preset"])
@@ -90,10 +87,8 @@ def volume_create(request):
 
 @require_http_methods(["GET", "POST"])
 def volume_remove(request, name: str):
-    require(request, roles.MANAGE_VOLUMES, object_type="volume", object_name=name)
-    volume = selectors.volume_detail(name=name)
-    if volume is None:
-        raise Http404(f"No volume named {name!r} is known.")
+    volume = scoping.require_on(request, roles.MANAGE_VOLUMES, selectors.volume_detail(name=name),
+                                object_type="volume", object_name=name, missing=f"No volume named {name!r} is known.")
     form, job = VolumeRemoveForm(volume=volume), None
     if request.method == "POST":
         form = VolumeRemoveForm(request.POST, volume=volume)
@@ -112,7 +107,7 @@ def volume_remove(request, name: str):
 
 @require_http_methods(["GET", "POST"])
 def volume_prune(request):
-    require(request, roles.MANAGE_VOLUMES, object_type="volume", object_name="(prune)")
+    scoping.require_global(request, roles.MANAGE_VOLUMES, object_type="volume", object_name="(prune)")
     include_named = request.GET.get("all") == "1"
     form, job = None, None
     if request.method == "POST":

@@ -14,6 +14,7 @@ from jobs.locks import volume_lock
 from jobs.models import Job
 from project.errors import Refused
 from project.redact import scrubbed
+from project.sizes import human_size
 from volumes import engine
 from volumes.models import PROTECT_LABEL, Volume, labels_protected
 from volumes.services import (
@@ -176,7 +177,7 @@ def volume_prune_perform(ctx) -> dict:
         n, unmeasured = len(removed), totals["unmeasured"]
         message = (
             f"Removed {n} volume{'s' if n != 1 else ''}, skipped {len(skipped)}; "
-            f"{_size_text(totals['reclaimed_bytes'])} reclaimed"
+            f"{human_size(totals['reclaimed_bytes'])} reclaimed"
             + (f" (+ {unmeasured} volume{'s' if unmeasured != 1 else ''} of unknown size)" if unmeasured else "")
             + "."
         )
@@ -213,12 +214,6 @@ def volume_prune_perform(ctx) -> dict:
         if removed:
             mirror_sync_quietly()
     return summary()
-
-
-def _size_text(n: int) -> str:
-    from django.template.defaultfilters import filesizeformat
-
-    return str(filesizeformat(n)).replace("\xa0", " ")
 
 
 # --- the end of a lifecycle job: forget the secrets, audit the outcome -------------------------
@@ -277,4 +272,5 @@ def register_kinds() -> None:
         (KIND_PRUNE, "prune volumes", volume_prune_perform, 3660),
     ):
         kinds.register(name, label, perform=perform, on_end=volume_lifecycle_on_end,
-                       cancel_perm=roles.MANAGE_VOLUMES, time_limit=time_limit)
+                       cancel_perm=roles.MANAGE_VOLUMES, time_limit=time_limit,
+                       progress_unit="volumes" if name == KIND_PRUNE else "bytes")

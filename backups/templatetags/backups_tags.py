@@ -14,9 +14,9 @@ def volume_backups(volume, limit: int = 10):
     return selectors.backups_of_volume(name=volume.name, limit=limit)
 
 
-@register.simple_tag
-def compose_projects():
-    return selectors.compose_projects()
+@register.simple_tag(takes_context=True)
+def compose_projects(context):
+    return selectors.compose_projects(who=context.get("request"))
 
 
 @register.filter

@@ -1,5 +1,5 @@
 from django import template
-from django.template.defaultfilters import filesizeformat
+from project.templatetags.display import size
 
 from insights import selectors
 from insights.views import graph_poll_url
@@ -24,8 +24,8 @@ def volume_insights(context, volume):
 
 @register.filter
 def signed_size(value) -> str:
-    """+1.2 MB / -300 bytes: a size change with its sign."""
+    """+1.2 MiB / −300 bytes: a size change with its sign (binary units, like |size)."""
     if value is None:
         return ""
     value = int(value)
-    return f"+{filesizeformat(value)}" if value >= 0 else f"−{filesizeformat(-value)}"
+    return f"+{size(value)}" if value >= 0 else f"−{size(-value)}"

@@ -97,7 +97,7 @@ def test_large_writable_layer_over_the_threshold():
     found = _risks(containers=containers, config=RiskSettings(writable_layer_bytes=100 * MB))["writable-layer"]
 
     assert [f.subject for f in found] == ["fat"]
-    assert "200.0\xa0MB" in found[0].detail
+    assert "200 MiB written outside volumes" in found[0].detail
 
 
 def test_anonymous_volumes_holding_data():
@@ -146,3 +146,14 @@ def test_a_clean_mirror_has_no_findings():
     mounts = [MountRow(1, "volume", "/data", volume_id=1), MountRow(1, "bind", "/code", read_only=True, source="/srv/code")]
 
     assert find_risks(volumes=volumes, containers=containers, mounts=mounts, now=NOW, data_root="/var/lib/docker") == []
+
+
+def test_a_never_backed_up_volume_keeps_its_risk_level_when_its_size_arrives():
+    last = {}
+    before = _risks([VolumeRow(1, "new", size_bytes=None)], last_backup=last)["no-backup"][0]
+    after = _risks([VolumeRow(1, "new", size_bytes=5 * MB)], last_backup=last)["no-backup"][0]
+
+    assert before.severity == after.severity == HIGH
+    assert "not measured yet" in before.detail
+    # Measured empty: nothing to lose yet, so the level may only go down.
+    assert _risks([VolumeRow(1, "new", size_bytes=0)], last_backup=last)["no-backup"][0].severity != HIGH

@@ -51,9 +51,9 @@ def test_overview_is_the_landing_page_with_the_figures(client_for, mirror):
     assert response.status_code == 200
     page = response.content.decode()
     assert "<html" in page and 'id="overview"' in page
-    assert "Volume space" in page and "347.0\xa0MB" in page  # 300 + 40 + 5 + 2 MB; the gone one not counted
+    assert "Volume space" in page and "347\xa0MiB" in page  # 300 + 40 + 5 + 2 MB; the gone one not counted
     # Unused: old_stuff, keep_me (protected, so not reclaimable) and the anonymous one.
-    assert "42.0\xa0MB" in page and "in 3 unused volumes (1 protected, not counted)" in page
+    assert "42\xa0MiB" in page and "in 3 unused volumes (1 protected, not counted)" in page
     assert 'href="/volumes/prune/"' in page
     assert "3 / 1" in page  # named / anonymous
     assert "overlay2" in page and "/var/lib/docker" in page
@@ -95,7 +95,7 @@ def test_overview_lists_largest_volumes_and_growers(client_for, mirror):
     assert [g.name for g in overview.growers] == ["shop_db"]  # old_stuff did not grow
     assert overview.growers[0].growth_bytes == 200 * MB
     assert overview.growers[0].per_day == pytest.approx(100 * MB, rel=0.01)
-    assert "+200.0\xa0MB" in page
+    assert "+200\xa0MiB" in page
 
 
 @pytest.mark.parametrize("url", ["/", "/graph/", "/risks/", "/insights/volumes/shop_db/usage/"])
@@ -178,7 +178,7 @@ def test_volume_page_shows_size_history_and_neighbourhood(client_for, mirror):
     page = client_for("Viewer").get("/volumes/shop_db/").content.decode()
 
     assert 'class="usage-chart"' in page and "<polyline" in page
-    assert "+100.0\xa0MB" in page and "per day" in page  # 100 MB over 19 h
+    assert "+100\xa0MiB" in page and "per day" in page  # 100 MB over 19 h
     assert "Neighbourhood" in page
     assert 'data-node="container:shop-worker-1"' in page and 'data-node="volume:old_stuff"' not in page
 
@@ -193,7 +193,7 @@ def test_usage_fragment_switches_range(client_for, mirror):
     week = client.get("/insights/volumes/shop_db/usage/", {"range": "week"}, **HTMX).content.decode()
 
     assert "Not enough samples" in day and "1 so far" in day
-    assert "+10.0\xa0MB" in week and "2 samples" in week
+    assert "+10\xa0MiB" in week and "2 samples" in week
     assert 'class="current" aria-current="true">Week<' in week
 
 

@@ -243,7 +243,7 @@ def test_prune_preview_lists_unused_anonymous_volumes_with_sizes_and_total(clien
     assert 'data-volume="used"' not in html and 'data-volume="gone"' not in html
     assert "Kept: protected" in html and "ef" * 32 in html
     assert 'name="volume" value="' + "ef" * 32 not in html
-    assert "2.0\xa0KB" in html and "1 not measured" in html  # total of the known sizes
+    assert "2\xa0KiB" in html and "1 not measured" in html  # total of the known sizes
 
 
 def test_prune_checkbox_widens_to_all_unused_volumes(client_for, mirror):
@@ -251,7 +251,7 @@ def test_prune_checkbox_widens_to_all_unused_volumes(client_for, mirror):
 
     assert 'data-volume="free"' in html and f'data-volume="{HEX}"' in html
     assert 'data-volume="keep"' not in html and 'data-volume="used"' not in html
-    assert "2.9\xa0KB" in html
+    assert "2.9\xa0KiB" in html
     assert 'name="include_named" value="on"' in html
     assert "<html" not in html
 

@@ -55,7 +55,7 @@ def test_inventory_pages_refuse_post(client_for, mirror, url):
 
 def test_volume_list_shows_present_volumes_with_size_and_usage(client_for, mirror):
     html = client_for("Viewer").get("/volumes/").content.decode()
-    assert "shop_db" in html and "4.8\xa0MB" in html and "1 container" in html
+    assert "shop_db" in html and "4.8\xa0MiB" in html and "1 container" in html
     assert "anonymous" in html
     assert ">old<" not in html
 

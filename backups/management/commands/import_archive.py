@@ -30,7 +30,8 @@ class Command(BaseCommand):
         source = Path(path)
         if not source.is_file():
             raise CommandError(f"{path}: no such file.")
-        user, requested_by = acting_user(user, roles.DOWNLOAD_ARCHIVE, "import archives", object_type="backup")
+        user, requested_by = acting_user(user, roles.DOWNLOAD_ARCHIVE, "import archives", object_type="backup",
+                                            global_only=True)
         name = volume_name or imports.import_volume_name(source.name)
         try:
             backup = imports.import_start(source=source, volume_name=name, original_name=source.name, user=user,

@@ -8,8 +8,8 @@ from accounts.cli import acting_user as _acting_user
 from jobs.models import Job
 
 
-def acting_user(username, perm, what):
-    return _acting_user(username, perm, what, object_type="backup")
+def acting_user(username, perm, what, backup=None):
+    return _acting_user(username, perm, what, object_type="backup", obj=backup)
 
 
 def wait_for_job(job: Job, *, timeout: float, say) -> Job:

@@ -54,13 +54,14 @@ class Command(BaseCommand):
             raise CommandError(f"No backup #{o['backup_id']}.")
         try:
             if o["in_place"]:
-                user, requested_by = acting_user(o["user"], roles.RESTORE_IN_PLACE, "restore in place (Admins only)")
+                user, requested_by = acting_user(o["user"], roles.RESTORE_IN_PLACE, "restore in place (Admins only)",
+                                                    backup)
                 restore = services.restore_in_place_start(
                     backup=backup, confirm_name=backup.volume_name, allow_devices=o["allow_devices"],
                     confirm_imported=o["confirm_imported"], user=user, trigger="cli", requested_by=requested_by,
                 )
             else:
-                user, requested_by = acting_user(o["user"], roles.RESTORE_NEW, "restore into a new volume")
+                user, requested_by = acting_user(o["user"], roles.RESTORE_NEW, "restore into a new volume", backup)
                 restore = services.restore_new_start(
                     backup=backup, volume_name=o["to"], driver=o["driver"],
                     options=_pairs(o["opt"], "opt") if o["opt"] else None,

@@ -19,9 +19,10 @@ def add_common_arguments(parser) -> None:
                         help="seconds to wait for the outcome (default 300); the job goes on after that")
 
 
-def acting_user(username: str | None):
+def acting_user(username: str | None, volume=None):
+    """Removing a volume: an Admin of its team; creating and pruning: a global Admin's."""
     return shared_acting_user(username, roles.MANAGE_VOLUMES, "create, remove or prune volumes (Admins only)",
-                              object_type="volume")
+                              object_type="volume", obj=volume, global_only=volume is None)
 
 
 def confirm(command, prompt: str, expected: str, yes: bool) -> None:

@@ -1,12 +1,12 @@
 from django.core.management.base import BaseCommand
-from django.template.defaultfilters import filesizeformat
+from project.sizes import human_size
 
 from volumes import selectors, services
 from volumes.management.commands._lifecycle import acting_user, add_common_arguments, confirm, follow
 
 
 def _size(n) -> str:
-    return "?" if n is None else str(filesizeformat(n)).replace("\xa0", " ")
+    return "?" if n is None else human_size(n)
 
 
 class Command(BaseCommand):
@@ -24,6 +24,7 @@ class Command(BaseCommand):
         add_common_arguments(parser)
 
     def handle(self, *args, **options):
+        user, requested_by = acting_user(options["user"])  # before listing anything: a global Admin's
         preview = selectors.prune_preview(include_named=options["all"], label=options["filter_label"])
         for v in preview.volumes:
             self.stdout.write(f"{_size(v.size_bytes):>10}  {v.name}")
@@ -34,7 +35,6 @@ class Command(BaseCommand):
                           f"space reclaimed: {total} (as last measured).")
         if options["dry_run"] or not preview.volumes:
             return
-        user, requested_by = acting_user(options["user"])
         confirm(self, f"Remove these {len(preview.volumes)} volumes? Type yes: ", "yes", options["yes"])
         job = services.volume_prune_start(
             names=[v.name for v in preview.volumes], include_named=options["all"], user=user, trigger="cli",

@@ -24,7 +24,7 @@ class Command(BaseCommand):
         volume = selectors.volume_detail(name=name)
         if volume is None:
             raise CommandError(f"No volume named {name!r} is known to Cargohold (run sync_volumes if it is new).")
-        user, requested_by = acting_user(options["user"])
+        user, requested_by = acting_user(options["user"], volume)
         confirm(self, f"Type the volume's name ({name}) to remove it: ", name, options["yes"])
         try:
             job = services.volume_remove_start(volume=volume, user=user, trigger="cli", requested_by=requested_by)
