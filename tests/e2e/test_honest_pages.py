@@ -15,6 +15,12 @@ from volumes.services import mirror_sync
 pytestmark = [pytest.mark.browser, pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.fixture(params=[1440, 390], ids=["1440px", "390px"], autouse=True)
+def _width(page, request):
+    """Every test here at a desktop's and a phone's width (issue 14: items 1-3 at both)."""
+    page.set_viewport_size({"width": request.param, "height": 900})
+
+
 @pytest.mark.worker
 def test_a_backups_buttons_appear_on_its_page_when_it_ends(page, login, celery_worker):
     volume = dockercli.create_volume()
