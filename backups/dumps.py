@@ -144,12 +144,9 @@ def dump_load_perform(ctx: JobContext) -> dict:
         ctx.set_progress(0, entry.get("bytes"), f"Loading the dump into {container.name}")
         ctx.log(f"$ loading {entry['file']} into {container.name} ({recipe.label})")
 
-        digest = hashlib.sha256()
-        with storage.open_reader(entry["key"]) as f:  # checked whole before anything reaches the database
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        if digest.hexdigest() != entry["sha256"]:
-            raise Refused(f"The dump {entry['file']} is not the one taken (SHA-256 {digest.hexdigest()}, "
+        digest = storage.sha256(entry["key"])  # checked whole before anything reaches the database
+        if digest != entry["sha256"]:
+            raise Refused(f"The dump {entry['file']} is not the one taken (SHA-256 {digest}, "
                           f"{entry['sha256']} recorded); nothing was loaded.")
 
         def chunks():

@@ -123,6 +123,15 @@ class Storage(ABC):
         """A path on this machine, when there is one (lets downloads use sendfile)."""
         return None
 
+    def sha256(self, key: str) -> str:
+        """The SHA-256 of a stored object, read back in chunks (bounded memory)."""
+        from tarstream import HashingReader
+
+        with self.open_reader(key) as f:
+            reader = HashingReader(f)
+            reader.drain()
+        return reader.hexdigest()
+
     # --- manifests: small JSON documents beside the archives --------------------------
 
     def write_json(self, key: str, data: dict, *, token: str = "") -> None:

@@ -6,7 +6,6 @@ after; a dead worker's is found by its helper label) and queried.
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 from django.conf import settings
@@ -31,10 +30,7 @@ def _chunks(key: str):
 
 
 def _checksum(entry: dict) -> str:
-    digest = hashlib.sha256()
-    for chunk in _chunks(entry["key"]):
-        digest.update(chunk)
-    return digest.hexdigest()
+    return get_storage().sha256(entry["key"])
 
 
 def _exec(ctx: JobContext, cid: str, argv, **kwargs) -> engine.ExecResult:

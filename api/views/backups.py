@@ -10,7 +10,6 @@ from api import permissions, serializers
 from api.views.base import ApiView, Open, accepted, query
 from backups import selectors, services
 from backups import views as backup_pages
-from backups.models import Backup
 from restores import services as restore_services
 from restores.models import Restore
 
@@ -34,8 +33,7 @@ class BackupList(Open, generics.ListCreateAPIView):
     def get_queryset(self):
         permissions.require_anywhere(self.request, roles.VIEW_INVENTORY, object_type="backup", object_name="(list)")
         filters = selectors.BackupFilters.from_query(self.request.query_params)
-        visible = permissions.visible(self.request, Backup).values("pk")
-        return selectors.backup_list(filters=filters).filter(pk__in=visible)
+        return selectors.backup_list(filters=filters, who=self.request.user)  # all the user's teams
 
     @extend_schema(request=serializers.BackupStartSerializer, responses={202: serializers.BackupStartedSerializer})
     def post(self, request):

@@ -1,6 +1,5 @@
 """Volumes, containers and the audit trail: reads of the mirror and the trail."""
 
-from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 from rest_framework.exceptions import NotFound
@@ -13,7 +12,6 @@ from api import permissions, serializers
 from api.views.base import ApiView, Open, query
 from policies.selectors import protection_map
 from volumes import selectors
-from volumes.models import Container, Mount, Volume
 
 
 @extend_schema(tags=["volumes"], parameters=[
@@ -31,8 +29,7 @@ class VolumeList(Open, generics.ListAPIView):
     def get_queryset(self):
         permissions.require_anywhere(self.request, roles.VIEW_INVENTORY, object_type="volume", object_name="(list)")
         filters = selectors.VolumeFilters.from_query(self.request.query_params)
-        visible = permissions.visible(self.request, Volume).values("pk")
-        return selectors.volume_list(filters=filters).filter(pk__in=visible)
+        return selectors.volume_list(filters=filters, who=self.request.user)  # all the user's teams
 
 
 @extend_schema(tags=["volumes"], responses=serializers.VolumeDetailSerializer)
@@ -58,11 +55,8 @@ class ContainerList(Open, generics.ListAPIView):
     def get_queryset(self):
         request = self.request
         permissions.require_anywhere(request, roles.VIEW_INVENTORY, object_type="container", object_name="(list)")
-        qs = selectors.container_list(q=request.query_params.get("q", "").strip()[:200],
-                                      project=request.query_params.get("project", "")[:255])
-        mounts = permissions.visible(request, Mount).select_related("volume", "container").order_by("destination")
-        return (qs.filter(pk__in=permissions.visible(request, Container).values("pk"))
-                .prefetch_related(None).prefetch_related(Prefetch("mounts", queryset=mounts)))
+        return selectors.container_list(q=request.query_params.get("q", "").strip()[:200],
+                                        project=request.query_params.get("project", "")[:255], who=request.user)
 
 
 @extend_schema(tags=["audit"], parameters=[
@@ -81,8 +75,7 @@ class AuditList(Open, generics.ListAPIView):
     def get_queryset(self):
         permissions.require_anywhere(self.request, roles.MANAGE_USERS, object_type="audit", object_name="audit trail")
         filters = audit_selectors.AuditFilters.from_query(self.request.query_params)
-        visible = permissions.visible(self.request, AuditEvent).values("pk")
-        return audit_selectors.audit_events(filters=filters).filter(pk__in=visible)
+        return audit_selectors.audit_events(filters=filters, who=self.request.user)
 
 
 @extend_schema(exclude=True)
