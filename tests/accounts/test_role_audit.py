@@ -21,8 +21,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 User = get_user_model()
 
 
-def _rows(action):
-    return list(AuditEvent.objects.filter(action=action).order_by("id"))
+def _rows(action, about: str | None = None):
+    """The audit rows of `action`, oldest first; `about`: only those about that object."""
+    rows = AuditEvent.objects.filter(action=action).order_by("id")
+    return list(rows if about is None else rows.filter(object_name=about))
+
+
+def _one(action, about: str):
+    """The one row of `action` about `about`, naming every row of that action if not one."""
+    rows = _rows(action, about)
+    assert len(rows) == 1, [(e.actor_name, e.object_name, e.params, e.at) for e in _rows(action)]
+    return rows[0]
 
 
 def _no_hashes_anywhere():
@@ -52,7 +61,7 @@ def test_changing_a_users_group_in_the_admin_records_actor_target_and_roles(make
     assert response.status_code == 302, response.content.decode()[:2000]
     # The admin's change is one row, not a removal and an addition (rows made by
     # make_user before it are not the admin's).
-    by_admin = [e for e in _rows("user_roles_change") if e.actor_name == "root-admin"]
+    by_admin = [e for e in _rows("user_roles_change", "dana") if e.actor_name == "root-admin"]
     assert len(by_admin) == 1, [(e.actor_name, e.object_name, e.params) for e in _rows("user_roles_change")]
     (event,) = by_admin
     assert (event.actor_name, event.object_type, event.object_name) == ("root-admin", "user", "dana")
@@ -94,7 +103,7 @@ def test_a_password_set_by_an_admin_in_the_admin_is_audited_without_the_hash(mak
                                   "password2": "A-new-long-passphrase-9", "usable_password": "true"})
 
     assert response.status_code == 302
-    (event,) = _rows("user_password_change")
+    event = _one("user_password_change", "erin")
     assert (event.actor_name, event.object_name) == ("root-admin", "erin")
     _no_hashes_anywhere()
 
@@ -127,7 +136,7 @@ def test_flags_activation_and_deletion_are_audited(make_user):
     assert flags.params["before"] == {"is_staff": False, "is_superuser": False}
     assert flags.params["after"] == {"is_staff": True, "is_superuser": True}
     assert [e.object_name for e in _rows("user_deactivate") + _rows("user_activate")] == ["gina", "gina"]
-    (deleted,) = _rows("user_delete")
+    deleted = _one("user_delete", "gina")
     assert deleted.object_name == "gina" and deleted.params["roles"] == ["Operator"] and deleted.params["is_superuser"]
     assert any(e.object_name == "gina" for e in _rows("user_create"))
 
@@ -155,7 +164,7 @@ def test_group_created_and_deleted_names_its_members(make_user):
     group.delete()
 
     assert _rows("group_create")[-1].object_name == "Night shift"
-    (deleted,) = _rows("group_delete")
+    deleted = _one("group_delete", "Night shift")
     assert deleted.params["members"] == ["ivy"]
 
 
@@ -191,8 +200,8 @@ def test_a_rolled_back_change_is_not_recorded(make_user):
 def test_ensure_admin_records_the_cli_as_actor(monkeypatch):
     monkeypatch.setenv("CARGOHOLD_ADMIN_PASSWORD", "correct-horse-battery")
     call_command("ensure_admin")
-    (created,) = _rows("user_create")
-    (roles,) = _rows("user_roles_change")
+    created = _one("user_create", "admin")
+    roles = _one("user_roles_change", "admin")
     assert created.object_name == "admin" and created.params["is_superuser"] is True
     assert roles.params["after"]["roles"] == ["Admin"]
     assert created.actor_name.startswith("cli:") and roles.actor_name.startswith("cli:")
@@ -206,7 +215,7 @@ def test_djangos_own_commands_are_audited_with_the_cli_as_actor():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
 
-    (event,) = _rows("user_create")
+    event = _one("user_create", "kim")
     assert event.object_name == "kim" and event.params["is_superuser"] is True
     assert event.actor_name == f"cli:{os.environ.get('USER') or __import__('getpass').getuser()}"
     _no_hashes_anywhere()
