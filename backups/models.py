@@ -39,6 +39,13 @@ class Backup(JobState, models.Model):
     # Where the archive is: the storage backend's name and the key within it; `location`
     # is what a person uses to find it (the file's path for local storage).
     storage = models.CharField(max_length=32, default="local")
+    # The repository it is in (null: the built-in local folder, for rows from before
+    # repositories). For a restic repository `key` is empty and `snapshot_id` names it.
+    repository = models.ForeignKey("repositories.Repository", null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="backups")
+    snapshot_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # A policy's copy of a backup into its second repository points at the original.
+    copy_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="copies")
     key = models.CharField(max_length=1024, blank=True)
     location = models.TextField(blank=True)
     missing = models.BooleanField(default=False)  # the archive was not found at the last rescan
@@ -106,3 +113,36 @@ class Backup(JobState, models.Model):
     def file_name(self) -> str:
         """The archive's file name (also the download's)."""
         return self.key.rsplit("/", 1)[-1] if self.key else ""
+
+
+class BackupEntry(models.Model):
+    """One file, folder or link of a backup (the file index): written from the tar
+    headers the walker reads at backup time, or from `restic ls --json`; browsed on the
+    backup's page and by `list_files`. `offset` is where the member's first header
+    block (pax or long-name records included) starts in the uncompressed tar stream."""
+
+    class Kind(models.TextChoices):
+        FILE = "f", "file"
+        DIR = "d", "folder"
+        SYMLINK = "l", "symlink"
+        HARDLINK = "h", "hard link"
+        OTHER = "o", "other"  # devices, fifos, sockets
+
+    backup = models.ForeignKey(Backup, on_delete=models.CASCADE, related_name="entries")
+    path = models.TextField()  # relative to the volume's root: "app/config.yml"
+    parent = models.TextField(default="")  # "" for the root's children: "app"
+    name = models.TextField()
+    kind = models.CharField(max_length=1, choices=Kind.choices)
+    size = models.BigIntegerField(default=0)
+    mode = models.PositiveIntegerField(default=0)
+    uid = models.PositiveIntegerField(default=0)
+    gid = models.PositiveIntegerField(default=0)
+    mtime = models.FloatField(default=0)
+    link = models.TextField(blank=True, default="")
+    offset = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["backup", "parent", "name"])]
+
+    def __str__(self):
+        return self.path

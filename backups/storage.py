@@ -326,5 +326,27 @@ class LocalStorage(Storage):
 
 
 def get_storage() -> Storage:
-    """The configured storage (read at call time, so tests can point BACKUP_ROOT elsewhere)."""
+    """The built-in local folder (read at call time, so tests can point BACKUP_ROOT elsewhere)."""
     return LocalStorage(settings.BACKUP_ROOT)
+
+
+def storage_for(repository=None) -> Storage:
+    """The archive storage of a repository (archive format); None: the default one."""
+    from repositories.selectors import repository_default
+
+    repo = repository or repository_default()
+    if repo.is_restic:
+        raise StorageError(f"{repo.name} is a restic repository: it holds snapshots, not archives.")
+    if repo.builtin:
+        return LocalStorage(settings.BACKUP_ROOT)
+    location = repo.location
+    if location.kind == "local":
+        return LocalStorage(location.path)
+    raise StorageError(f"{repo.name}: S3 storage is not available yet.")
+
+
+def backup_storage(backup) -> Storage:
+    """Where a backup's archive is (rows from before repositories: the built-in folder)."""
+    if backup.repository_id is None:
+        return get_storage()
+    return storage_for(backup.repository)

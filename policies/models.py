@@ -55,6 +55,13 @@ class BackupPolicy(models.Model):
     drill_every_days = models.PositiveIntegerField(default=0)
     drill_probe = models.TextField(blank=True)
 
+    # Where its backups go (null: the default repository), and a second repository each
+    # backup is copied to after it succeeded (local + off-site).
+    repository = models.ForeignKey("repositories.Repository", null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="policies")
+    copy_to = models.ForeignKey("repositories.Repository", null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="copy_policies")
+
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

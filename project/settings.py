@@ -25,6 +25,22 @@ if not SECRET_KEY:
         _key_file.write_text(SECRET_KEY)
         _key_file.chmod(0o600)
 
+# Secrets at rest (repository credentials and passwords): see project/crypto.py.
+ENCRYPTION_KEYS = env_list("CARGOHOLD_ENCRYPTION_KEY", "")
+if not ENCRYPTION_KEYS:
+    _enc_file = VAR_DIR / "encryption_key"
+    try:
+        ENCRYPTION_KEYS = [_enc_file.read_text().strip()]
+    except FileNotFoundError:
+        import base64
+        import os as _os
+
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        ENCRYPTION_KEYS = [base64.urlsafe_b64encode(_os.urandom(32)).decode()]
+        _fd = _os.open(_enc_file, _os.O_WRONLY | _os.O_CREAT | _os.O_EXCL, 0o600)
+        with _os.fdopen(_fd, "w") as _f:
+            _f.write(ENCRYPTION_KEYS[0])
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -52,6 +68,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's JS and CSS from PyPI: no CDN needed
     "api",
     "metrics",
+    "repositories",  # where backups go: the local folder, S3 buckets, restic repositories
 ]
 
 MIDDLEWARE = [

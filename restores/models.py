@@ -36,6 +36,8 @@ class Restore(JobState, models.Model):
     options = models.JSONField(default=dict, blank=True)
     labels = models.JSONField(default=dict, blank=True)
     allow_devices = models.BooleanField(default=False)
+    # Only these files or folders (relative to the volume's root); [] = everything.
+    paths = models.JSONField(default=list, blank=True)
 
     # What the check of the archive found.
     layout = models.CharField(max_length=8, blank=True)

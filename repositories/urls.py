@@ -1,0 +1,3 @@
+"""Filled by the repositories page (Admin)."""
+
+urlpatterns: list = []
