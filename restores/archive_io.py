@@ -12,6 +12,7 @@ end marker) is only sent once the checksum of this second read matched too.
 
 from __future__ import annotations
 
+import queue
 import threading
 
 from django.conf import settings
@@ -202,6 +203,124 @@ def _helper_extract(volume_name: str, pieces, *, image: str, allow_devices: bool
         raise engine.EngineError(
             f"Extracting in the data helper failed (tar exit {code}): {helper.messages().strip()[-1000:]}"
         )
+
+
+# --- one pass: check and write overlapped (own archives, new volumes) ----------------------
+
+
+def single_pass_image(backup: Backup, *, in_place: bool) -> str | None:
+    """The data helper image when a restore may check and write in ONE read of the archive,
+    else None (the check pass runs first, as for every restore before).
+
+    Only where that is safe: the backup is Cargohold's own (zstd, members under data/,
+    tar size and file count recorded: not an import, whose layout and limits come from the
+    check pass), the target is a NEW volume (a failure removes it; in place the old
+    content must not be emptied for an archive that then turns out broken), and the data
+    helper runs (it decompresses next to the data; only compressed bytes travel)."""
+    if in_place or backup.origin == Backup.Origin.IMPORTED or backup.compression != "zstd":
+        return None
+    if not backup.bytes_read or backup.file_count is None:
+        return None
+    return datahelper.data_helper_image()
+
+
+class _HeldBackSender:
+    """Compressed chunks to the helper's stdin from a thread (the worker checks chunk i+1
+    while the helper extracts chunk i), each chunk only once everything decompressible
+    from it was checked, and the last one only when `release()` is called after the
+    whole pass (checksum, end marker, counts) checked out. Memory: `depth` chunks."""
+
+    def __init__(self, helper, *, depth: int = 8):
+        self._helper = helper
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._held = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="data helper input")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self.error is None:
+                try:
+                    self._helper.write(chunk)
+                except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                    self.error = exc
+
+    def _put(self, chunk) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put(chunk)
+
+    def write(self, chunk) -> None:
+        # Called by HashingReader as the decompressor asks for the next chunk: by then
+        # all the output of the chunks before it was returned and checked.
+        if self._held is not None:
+            self._put(self._held)
+        self._held = bytes(chunk)
+
+    def release(self) -> None:
+        if self._held is not None:
+            self._put(self._held)
+            self._held = None
+        self.close()
+        if self.error is not None:
+            raise self.error
+        self._helper.close_input()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+def write_archive_single_pass(*, volume_name: str, key: str, sha256: str, allow_devices: bool, job_id: int | None,
+                              image: str, storage, file_count: int | None, limit: ExpansionLimit | None,
+                              on_bytes=None, check_cancelled=None) -> ScanResult:
+    """Read the stored archive once: hash it and check every member in the worker while
+    the data helper runs `zstd -dc | tar -x` on the same compressed bytes next to the
+    data. The helper never gets a chunk before its members were checked, nor the last
+    chunk before the checksum, the end marker and the file count were; on any problem
+    the helper is killed and the caller removes the volume. Returns the check's result."""
+    scanner = TarScanner(allow_devices=allow_devices, expect=Layout.DATA, limit=limit)
+    caps = datahelper.WRITE_CAPS + (datahelper.DEVICE_CAPS if allow_devices else ())
+    command = datahelper.step_script(f"{datahelper.ZSTD} -q -d -c", RESTORE_TAR)
+    with datahelper.data_helper(volume_name, image=image, command=command, read_only=False, caps=caps, stdin=True,
+                                purpose="restore", job_id=job_id) as helper:
+        drained = threading.Thread(target=helper.finish_output, daemon=True, name="data helper output")
+        drained.start()  # tar's messages must not fill the pipe while we write
+        sender = _HeldBackSender(helper)
+        try:
+            with storage.open_reader(key) as raw:
+                reader = HashingReader(raw, on_read=on_bytes, sink=sender)
+                for chunk in tar_chunks(reader, "zstd"):
+                    scanner.feed(chunk)
+                    if check_cancelled is not None:
+                        check_cancelled()
+                reader.drain()
+            result = scanner.close()
+            actual = reader.hexdigest()
+            if sha256 and actual != sha256:
+                raise ArchiveError(
+                    f"The archive's SHA-256 is {actual}, not the recorded {sha256}: it was changed or damaged in "
+                    "storage.")
+            if file_count is not None and result.stats.file_count != file_count:
+                raise ArchiveError(f"The archive holds {result.stats.file_count} files; {file_count} were recorded.")
+            sender.release()
+        finally:
+            sender.close()
+        drained.join()
+        status = helper.finish()
+        codes = helper.step_codes()
+    zstd_code, tar_code = codes.get(0, -1), codes.get(1, -1)
+    if status != 0 or zstd_code != 0 or tar_code != 0:
+        raise engine.EngineError(
+            f"Extracting in the data helper failed (zstd exit {zstd_code}, tar exit {tar_code}): "
+            f"{helper.messages().strip()[-1000:]}"
+        )
+    return result
 
 
 def empty_volume(*, volume_name: str, job_id: int | None) -> None:

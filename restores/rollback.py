@@ -16,6 +16,7 @@ from accounts.services import audit_record
 from backups.consistency import start_again
 from backups.models import Backup
 from backups.services import lock_wait_seconds
+from backups.storage import backup_storage
 from jobs.locks import volume_lock
 from jobs.runner import JobContext
 from project.db import save_fields
@@ -36,7 +37,7 @@ def own_job_ids(restore: Restore) -> set[str]:
 
 def is_own_helper(labels: dict, restore: Restore) -> bool:
     # This restore's helpers carry its jobs' ids; any other container mounting the volume is someone else's.
-    return engine.HELPER_LABEL in labels and labels.get("cargohold.job") in own_job_ids(restore)
+    return engine.is_helper_of(labels, own_job_ids(restore))
 
 
 def containers_text(containers: list[dict]) -> str:
@@ -95,7 +96,7 @@ def roll_back(ctx: JobContext | None, restore: Restore, safety: Backup | None) -
                              f"Putting the previous content back from safety backup #{safety.pk}")
         archive_io.write_archive(volume_name=name, key=safety.key, compression=safety.compression,
                                  layout=Layout.DATA, allow_devices=True, sha256=safety.sha256,
-                                 job_id=restore.job_id, on_bytes=on_bytes)
+                                 job_id=restore.job_id, on_bytes=on_bytes, storage=backup_storage(safety))
     except Exception as exc:
         held = f"safety backup #{safety.pk}" if safety is not None else "no safety backup"
         save_fields(restore, rollback_error=str(exc),

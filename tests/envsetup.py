@@ -17,6 +17,7 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["CARGOHOLD_VAR_DIR"] = str(VAR_DIR)
 os.environ["CARGOHOLD_TEST_DB"] = str(VAR_DIR / "test-db.sqlite3")
 os.environ["CELERY_QUEUE"] = f"cargohold-test-{RUN_ID}"
+os.environ["CARGOHOLD_INSTALL_ID"] = f"test-{RUN_ID}"  # this run's helpers only (volumes.engine.helper_labels)
 os.environ["BACKUP_ROOT"] = str(VAR_DIR / "backups")
 os.environ.pop("DATABASE_URL", None)
 # Playwright's sync API keeps an event loop in the main thread; the ORM calls in tests are

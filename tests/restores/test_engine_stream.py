@@ -16,6 +16,12 @@ from volumes import engine
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine]
 
+
+@pytest.fixture(autouse=True)
+def _engine_path(settings):
+    """These tests are about the engine's archive endpoint (the fallback data path)."""
+    settings.DATA_PATH = "engine"
+
 MAGICS = {
     "gzip": b"\x1f\x8b\x08",
     "bzip2": b"BZh9",

@@ -27,7 +27,21 @@ COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 HELPER_LABEL = "cargohold.helper"  # on every container Cargohold starts
+INSTALL_LABEL = "cargohold.install"  # which Cargohold (one database) started it: settings.INSTALL_ID
 MOUNT_POINT = "/data"  # where a helper sees the volume
+
+
+def helper_labels(purpose: str, job_id: int | None, **extra: str) -> dict[str, str]:
+    """The labels of a container Cargohold starts. Job ids are only unique within one
+    database, so the installation's id comes with them: another Cargohold on the same
+    engine (a second install, a parallel test run) never removes our helpers of "job 3"."""
+    return {HELPER_LABEL: purpose, INSTALL_LABEL: settings.INSTALL_ID, "cargohold.job": str(job_id or ""), **extra}
+
+
+def is_helper_of(labels: dict, job_ids: set[str]) -> bool:
+    """Whether a container with these labels is this installation's helper of one of `job_ids`."""
+    return (HELPER_LABEL in labels and labels.get(INSTALL_LABEL, "") == settings.INSTALL_ID
+            and labels.get("cargohold.job") in job_ids)
 
 
 # --- our exceptions -----------------------------------------------------------------

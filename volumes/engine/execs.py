@@ -211,7 +211,7 @@ def scratch_container(image: str, *, command: list[str] | None = None, entrypoin
     """A throw-away container of a local `image` (a drill's scratch database server): no
     network, no volume, no new privileges; labelled as our helper of `job_id`, so a dead
     worker's is found and removed; started here, always removed."""
-    labels = {HELPER_LABEL: purpose, "cargohold.job": str(job_id or "")}
+    labels = helper_labels(purpose, job_id)
     with _translate(f"Creating a scratch container of {image}"):
         host_config = api().create_host_config(network_mode="none", tmpfs=tmpfs or None,
                                                security_opt=["no-new-privileges"])

@@ -61,11 +61,7 @@ def helper_container(
             image,
             command=command or ["true"],
             host_config=host_config,
-            labels={
-                HELPER_LABEL: purpose or "archive",
-                "cargohold.volume": volume_name,
-                "cargohold.job": str(job_id or ""),
-            },
+            labels=helper_labels(purpose or "archive", job_id, **{"cargohold.volume": volume_name}),
             network_disabled=True,
         )
     container_id = created["Id"]
@@ -156,7 +152,8 @@ def volume_free_bytes(volume_name: str, *, job_id: int | None = None) -> int | N
 def remove_job_helpers(*, job_id: int) -> int:
     """Remove the helper containers of one job (a killed backup's, found by recovery)."""
     with _translate("Listing helper containers"):
-        found = api().containers(all=True, filters={"label": [HELPER_LABEL, f"cargohold.job={job_id}"]})
+        found = api().containers(all=True, filters={"label": [
+            HELPER_LABEL, f"{INSTALL_LABEL}={settings.INSTALL_ID}", f"cargohold.job={job_id}"]})
     removed = 0
     for c in found:
         try:
