@@ -10,12 +10,13 @@ folder, so a crash leaves either nothing or a temporary file, never a partial fi
 under a final name. Temporary names carry a token (the backup's uid) so a recovery
 step can remove those of dead jobs (`remove_temp_files`).
 
-An object store can be added later by implementing `Storage` (write to a multipart
+An S3 bucket implements the same interface (backups.s3.S3Storage: a streamed multipart
 upload, "commit" = complete the upload; manifests as small objects).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -96,6 +97,11 @@ class Storage(ABC):
 
     @abstractmethod
     def open_reader(self, key: str) -> BinaryIO: ...
+
+    def open_range(self, key: str, start: int, length: int) -> BinaryIO:
+        """A binary reader of `length` bytes of the object from offset `start` (fewer
+        when the object ends first): one member of an archive without reading the rest."""
+        raise StorageError(f"{self.name} storage cannot read part of an object.")
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
@@ -233,6 +239,36 @@ class LocalTempWriter(TempWriter):
             logger.warning("could not remove %s; the recovery step will", self.temp)
 
 
+class _LimitedReader(io.RawIOBase):
+    """At most `left` bytes of an open file (a range of it); closes the file with itself."""
+
+    def __init__(self, raw: BinaryIO, left: int):
+        super().__init__()
+        self._raw = raw
+        self._left = left
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._raw.read(size)
+        self._left -= len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
 class LocalStorage(Storage):
     """Archives in a folder on this machine (BACKUP_ROOT)."""
 
@@ -256,6 +292,17 @@ class LocalStorage(Storage):
             raise StorageError(f"The archive {self.location(key)} is missing from storage.") from None
         except OSError as exc:
             raise _explain_os_error(f"Opening {self.location(key)}", exc) from exc
+
+    def open_range(self, key: str, start: int, length: int) -> BinaryIO:
+        if start < 0 or length < 0:
+            raise StorageError("A range starts at 0 or later and has a length of 0 or more.")
+        f = self.open_reader(key)
+        try:
+            f.seek(start)
+        except OSError as exc:
+            f.close()
+            raise _explain_os_error(f"Reading {self.location(key)}", exc) from exc
+        return _LimitedReader(f, length)
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -342,7 +389,31 @@ def storage_for(repository=None) -> Storage:
     location = repo.location
     if location.kind == "local":
         return LocalStorage(location.path)
-    raise StorageError(f"{repo.name}: S3 storage is not available yet.")
+    from backups.s3 import S3Storage
+
+    return S3Storage.for_repository(repo)
+
+
+def archive_storages():
+    """(repository, storage) for every archive repository, the built-in folder first
+    (repository None when no row names it yet); each storage once, even when two rows
+    name the same folder. Unreachable ones are the caller's to report (their calls raise)."""
+    from repositories.models import Repository
+
+    seen: set[str] = set()
+    builtin = Repository.objects.filter(builtin=True).first()
+    pairs = [(builtin, get_storage())]
+    for repo in Repository.objects.filter(format=Repository.Format.ARCHIVE, builtin=False).order_by("name"):
+        try:
+            pairs.append((repo, storage_for(repo)))
+        except Exception as exc:
+            logger.warning("repository %s: %s", repo.name, exc)
+    for repo, storage in pairs:
+        where = storage.location("x")
+        if where in seen:
+            continue
+        seen.add(where)
+        yield repo, storage
 
 
 def backup_storage(backup) -> Storage:

@@ -104,13 +104,16 @@ def peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def cargohold_backup(volume: str, compression: str, level: int | None = None, data_path: str = "auto") -> dict:
+def cargohold_backup(volume: str, compression: str, level: int | None = None, data_path: str = "auto",
+                     repository=None) -> dict:
+    """One real backup job in a child process (into `repository`, None: the default one)."""
     from backups import services
     from backups.models import Backup
     from jobs import tasks
 
     tasks.run_job.apply_async = lambda *args, **kwargs: None  # the child runs it, not a worker
-    backup = services.backup_start(volume_name=volume, compression=compression, trigger="bench")
+    backup = services.backup_start(volume_name=volume, compression=compression, trigger="bench",
+                                   repository=repository)
     env = dict(os.environ, CARGOHOLD_DATA_PATH=data_path)
     if level is not None:
         env["BACKUP_ZSTD_LEVEL"] = str(level)

@@ -11,6 +11,7 @@ import pytest
 
 from tests import dockercli
 from tests.envsetup import ROOT, VAR_DIR
+from tests.s3server import s3, s3_server  # noqa: F401  (fixtures: a real SeaweedFS S3 server)
 
 pytest.register_assert_rewrite("tests.helpers")
 
