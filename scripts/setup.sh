@@ -381,7 +381,7 @@ fi
 DATA_HELPER_IMAGE="${CARGOHOLD_DATA_HELPER_IMAGE-cargohold-data-helper:current}"
 DATA_HELPER_REPO="${DATA_HELPER_IMAGE%:*}"
 DATA_HELPER_BASE=debian:bookworm-slim
-DATA_HELPER_BINARIES=(/usr/bin/tar /usr/bin/zstd)
+DATA_HELPER_BINARIES=(/usr/bin/tar /usr/bin/zstd /usr/bin/pzstd) # pzstd: independent zstd frames (backups.datapath)
 DATA_HELPER_OPTIONAL=(/usr/bin/restic)
 DATA_HELPER_RECIPE=1 # bump when the host build below changes what it makes
 

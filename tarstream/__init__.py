@@ -11,7 +11,11 @@ top (`TarScanner`, `tar_chunks`, `HashingReader`); the engine adapter sends
   damaged or truncated one, at almost no cost per byte and nothing kept per member;
 - scanner: `TarScanner`, the walker plus the rules for untrusted streams (paths, links,
   devices, layouts, expansion limits; names rewritten for the ./ layout);
-- compression: compressors, format detection, bounded decompression;
+- compression: compressors (zstd optionally in independent frames), format detection,
+  bounded decompression;
+- frames: the zstd frame walker (where each frame starts, read as the bytes pass) and
+  frame-by-frame decompression;
+- index: `IndexingWalker`, the walker handing every member's file-index entry to a sink;
 - hashing: SHA-256 while reading or writing;
 - limits: how far an untrusted archive may expand;
 - pipeline: `pack`, `store_compressed` and `verify_stream`.

@@ -50,6 +50,59 @@ class _Zstd(_Streaming):
         self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
 
 
+class _FramedZstd:
+    """zstd that ends a frame every `frame_bytes` of input: independent frames, one valid
+    stream (`zstd -dc` reads them as one). `frames` lists `[input_offset, output_offset]`
+    of every frame as it begins (tarstream.frames explains what they are for)."""
+
+    def __init__(self, level: int, threads: int, frame_bytes: int):
+        if frame_bytes <= 0:
+            raise ValueError("frame_bytes must be positive")
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, threads=threads, write_checksum=True, job_size=ZSTD_JOB_SIZE if threads else 0
+        )
+        self._cctx = zstandard.ZstdCompressor(compression_params=params)
+        self._obj = None
+        self._frame_bytes = frame_bytes
+        self._room = 0
+        self._in = 0
+        self._out = 0
+        self.frames: list[list[int]] = []
+
+    def _begin(self) -> None:
+        self.frames.append([self._in, self._out])
+        self._obj = self._cctx.compressobj()
+        self._room = self._frame_bytes
+
+    def feed(self, data) -> bytes:
+        view = memoryview(data)
+        pieces = []
+        while view:
+            if self._obj is None:
+                self._begin()
+            take = min(self._room, len(view))
+            piece = self._obj.compress(view[:take])
+            view = view[take:]
+            self._in += take
+            self._room -= take
+            if not self._room:
+                piece += self._obj.flush()
+                self._obj = None
+            self._out += len(piece)
+            pieces.append(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def finish(self) -> bytes:
+        if self._obj is None and not self.frames:
+            self._begin()  # an empty stream is still one frame
+        if self._obj is None:
+            return b""
+        out = self._obj.flush()
+        self._obj = None
+        self._out += len(out)
+        return out
+
+
 class _Gzip(_Streaming):
     """Single-threaded gzip (one member)."""
 
@@ -111,9 +164,12 @@ class _ParallelGzip:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def compressor(name: str, *, level: int | None = None, threads: int = -1):
-    """`threads=-1`: every CPU (zstd's own workers; gzip blocks in a thread pool)."""
+def compressor(name: str, *, level: int | None = None, threads: int = -1, frame_bytes: int | None = None):
+    """`threads=-1`: every CPU (zstd's own workers; gzip blocks in a thread pool).
+    `frame_bytes` (zstd): end a frame every so many bytes of input (its `frames` say where)."""
     if name == "zstd":
+        if frame_bytes:
+            return _FramedZstd(ZSTD_LEVEL if level is None else level, threads, frame_bytes)
         return _Zstd(ZSTD_LEVEL if level is None else level, threads)
     if name == "gzip":
         level = GZIP_LEVEL if level is None else level

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 
 from tarstream.compression import compressor, iter_decompressed
 from tarstream.hashing import ChunkFile, HashingReader, HashingWriter
+from tarstream.frames import iter_framed
 from tarstream.headers import ArchiveError
+from tarstream.index import walker_for
 from tarstream.walker import TarStats, TarWalker
 
 
@@ -18,19 +20,24 @@ class PackResult:
     stats: TarStats
     sha256: str
     compressed_bytes: int
+    # zstd: [tar_offset, compressed_offset] of every frame (tarstream.frames); None for gzip.
+    frames: list | None = None
 
 
 def pack(
-    chunks: Iterable[bytes], out, *, compression: str, on_chunk=None, level: int | None = None
+    chunks: Iterable[bytes], out, *, compression: str, on_chunk=None, level: int | None = None,
+    frame_bytes: int | None = None, on_entry=None,
 ) -> PackResult:
     """Compress the tar stream `chunks` into the binary file `out`, unchanged.
 
     Walks the same bytes to count entries and to prove the stream is complete (a
     connection that breaks mid-stream raises, it is never taken for the end).
     `on_chunk(n)` is called with each chunk's size (progress, cancellation checks).
+    `frame_bytes` (zstd): a new frame every so many bytes of tar; `on_entry(entry)` gets
+    every member's index entry (tarstream.index).
     """
-    walker = TarWalker()
-    comp = compressor(compression, level=level)
+    walker = walker_for(on_entry)
+    comp = compressor(compression, level=level, frame_bytes=frame_bytes if compression == "zstd" else None)
     sink = HashingWriter(out)
     for chunk in chunks:
         walker.feed(chunk)
@@ -39,10 +46,12 @@ def pack(
             on_chunk(len(chunk))
     stats = walker.close()
     sink.write(comp.finish())
-    return PackResult(stats=stats, sha256=sink.hexdigest(), compressed_bytes=sink.bytes_written)
+    return PackResult(stats=stats, sha256=sink.hexdigest(), compressed_bytes=sink.bytes_written,
+                      frames=getattr(comp, "frames", None))
 
 
-def store_compressed(chunks: Iterable[bytes], out, *, compression: str, on_chunk=None) -> PackResult:
+def store_compressed(chunks: Iterable[bytes], out, *, compression: str, on_chunk=None,
+                     on_entry=None) -> PackResult:
     """Store an already compressed tar stream (the data helper's) into `out`, unchanged,
     hashing it and proving on the way that it decompresses to a complete tar.
 
@@ -52,12 +61,15 @@ def store_compressed(chunks: Iterable[bytes], out, *, compression: str, on_chunk
     size of each compressed chunk.
     """
     reader = HashingReader(ChunkFile(chunks), on_read=on_chunk, sink=out)
-    walker = TarWalker()
-    for piece in iter_decompressed(reader, compression):
+    walker = walker_for(on_entry)
+    frames = [] if compression == "zstd" else None
+    # zstd: frame by frame, so where each frame starts is known exactly (tarstream.frames).
+    pieces = iter_framed(reader, frames) if frames is not None else iter_decompressed(reader, compression)
+    for piece in pieces:
         walker.feed(piece)
-    reader.drain()  # what follows the frame is stored too (and would be garbage: zstd refuses it)
+    reader.drain()  # what follows the last frame is stored too (and would be garbage: refused above)
     stats = walker.close()
-    return PackResult(stats=stats, sha256=reader.hexdigest(), compressed_bytes=reader.bytes_read)
+    return PackResult(stats=stats, sha256=reader.hexdigest(), compressed_bytes=reader.bytes_read, frames=frames)
 
 
 @dataclass

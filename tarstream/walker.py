@@ -77,6 +77,7 @@ class Group:
     long_link: bytes | None = None
     blocks: list = field(default_factory=list)  # (type, header, payload), kept only when rewriting
     size: int = 0  # stream bytes, headers included: bounded by GROUP_LIMIT
+    start: int = 0  # stream offset of the group's first header (the member's first block)
 
     def declared_size(self, size: int) -> int:
         """The member's size: a pax `size` record beats the header's field (> 8 GiB)."""
@@ -166,7 +167,7 @@ class TarWalker:
             return
         kind, size = member_header(header, zero_blocks_before=self._zero_blocks, at=self.stats.tar_bytes)
         if kind in META:
-            group = self._group or Group()
+            group = self._group or Group(start=self._at - BLOCK)
             self._group = group
             self._skip = padded_size(size)
             group.size += BLOCK + self._skip

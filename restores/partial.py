@@ -1,0 +1,245 @@
+"""Restores of some files and folders of an archive backup (`Restore.paths`), worker side.
+
+The archive's file index says where each chosen path is; backups.partial reads just those
+members (ranged reads of the frames that hold them; archives without frames from their
+start) through the scanner's rules, and the data helper's GNU tar extracts them (the
+engine's archive endpoint without the helper image). Nothing else of the archive is read,
+so no whole-archive check pass runs first: each frame read is proven by its zstd checksum
+and recorded size before the tar's end marker reaches the extractor (without an end marker
+GNU tar fails, and the restore with it).
+
+- Into a new volume: the volume holds only the chosen paths (their parent folders, when
+  not chosen themselves, are created as tar creates missing folders: owned by root).
+- In place: the same order and safety as a whole restore (containers stopped, a safety
+  backup, rollback from it on failure), but instead of emptying the volume only the chosen
+  paths are replaced: GNU tar removes each one before writing it (`--recursive-unlink
+  --unlink-first`: a folder's old content goes, files that are not in the backup too);
+  the rest of the volume is untouched.
+
+Restic snapshots have their own branch (restores.restic_io).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from backups import partial
+from backups.models import Backup, BackupEntry
+from backups.services import lock_wait_seconds
+from backups.storage import backup_storage
+from jobs.locks import backup_lock, volume_lock
+from jobs.runner import JobContext
+from project.db import save_fields
+from project.errors import CargoholdError, Refused
+from restores import archive_io
+from restores.models import Restore
+from volumes import datahelper, engine
+from volumes.services import mirror_sync_quietly, volume_error_record
+
+# In place, each chosen member replaces what is there: a folder's whole old hierarchy goes.
+REPLACE_OPTIONS = "--recursive-unlink --unlink-first"
+
+
+def is_partial(restore: Restore, backup: Backup) -> bool:
+    return bool(restore.paths) and bool(backup.key)
+
+
+def what_text(restore: Restore) -> str:
+    paths = restore.paths or []
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return shown
+
+
+def _data_bytes(backup: Backup, entries: list[BackupEntry]) -> int:
+    where = Q()
+    for entry in entries:
+        where |= Q(path=entry.path) | Q(path__startswith=entry.path + "/")
+    return BackupEntry.objects.filter(backup=backup, kind=BackupEntry.Kind.FILE).filter(where).aggregate(
+        total=Sum("size"))["total"] or 0
+
+
+def _find(ctx: JobContext, restore: Restore, backup: Backup, *, untouched: str, of: int) -> list[BackupEntry]:
+    save_fields(restore, phase="checking")
+    ctx.step(f"Finding {len(restore.paths)} path(s) in the backup's file index", number=1, of=of)
+    try:
+        entries = partial.selected_entries(backup, restore.paths)
+    except partial.MemberNotFound as exc:
+        raise Refused(f"{exc} {untouched}") from None
+    ctx.result["data_bytes"] = _data_bytes(backup, entries)
+    return entries
+
+
+def _write(ctx: JobContext, restore: Restore, backup: Backup, storage, *, replace: bool, of: int) -> None:
+    """Stream the chosen members into the volume (helper, else the engine's endpoint)."""
+    name = restore.volume_name
+    archive_io.check_free_space(name, needed=ctx.result.get("data_bytes"), job_id=ctx.job.pk)
+    ctx.step(f"Writing {what_text(restore)} into {name}", number=of, of=of, total=ctx.result.get("data_bytes"))
+    began = time.monotonic()
+
+    def pieces():
+        for piece in partial.member_tar_pieces(backup, restore.paths, allow_devices=restore.allow_devices,
+                                               storage=storage):
+            ctx.done += len(piece)
+            ctx.check_cancelled()
+            yield piece
+
+    image = datahelper.data_helper_image()
+    if image:
+        _helper_extract(name, pieces(), image=image, allow_devices=restore.allow_devices, job_id=ctx.job.pk,
+                        replace=replace)
+        ctx.result["data_path"] = "helper"
+    else:
+        if replace:
+            _remove_paths(name, restore.paths, job_id=ctx.job.pk)
+        with engine.helper_container(name, read_only=False, purpose="restore", job_id=ctx.job.pk) as cid:
+            engine.put_archive(cid, pieces(), path="/")
+        ctx.result["data_path"] = "engine"
+    ctx.result["write_seconds"] = round(time.monotonic() - began, 3)
+    ctx.result["paths"] = len(restore.paths)
+
+
+def _helper_extract(volume_name: str, pieces, *, image: str, allow_devices: bool, job_id: int, replace: bool) -> None:
+    caps = datahelper.WRITE_CAPS + (datahelper.DEVICE_CAPS if allow_devices else ())
+    command = datahelper.step_script(archive_io.RESTORE_TAR + (f" {REPLACE_OPTIONS}" if replace else ""))
+    with datahelper.data_helper(volume_name, image=image, command=command, read_only=False, caps=caps, stdin=True,
+                                purpose="restore", job_id=job_id) as helper:
+        drained = threading.Thread(target=helper.finish_output, daemon=True, name="data helper output")
+        drained.start()
+        try:
+            for piece in pieces:
+                helper.write(piece)
+        finally:
+            pieces.close()
+        helper.close_input()
+        drained.join()
+        status = helper.finish()
+        code = helper.step_codes().get(0, -1)
+    if status != 0 or code != 0:
+        raise engine.EngineError(
+            f"Extracting in the data helper failed (tar exit {code}): {helper.messages().strip()[-1000:]}"
+        )
+
+
+_ESCAPED = re.compile(r"\\x([0-9a-f]{2})")
+
+
+def _remove_paths(volume_name: str, paths: list[str], *, job_id: int) -> None:
+    """The engine path in place: the chosen paths go before the engine writes them (its
+    archive endpoint merges into what is there). Names that are not UTF-8 cannot travel in
+    a command line: they are written over instead."""
+    plain = [p for p in paths if not _ESCAPED.search(p)]
+    if plain:
+        engine.run_helper(volume_name, ["rm", "-rf", "--", *(f"/data/{p}" for p in plain)], purpose="restore-empty",
+                          job_id=job_id)
+
+
+# --- into a new volume ---------------------------------------------------------------------------
+
+
+def restore_paths_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
+    from project.redact import scrubbed
+    from restores.worker import remove_own_volume
+
+    name = restore.volume_name
+    storage = backup_storage(backup)
+    with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()):
+        with ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
+            _find(ctx, restore, backup, untouched="No volume was created.", of=2)
+            save_fields(restore, phase="creating")
+            ctx.say(f"Creating volume {name}")
+            if engine.volume_exists(name):
+                raise Refused(f"A volume named {name} already exists on the engine; nothing was changed.")
+            save_fields(restore, volume_create_requested=True)
+            ev = engine.create_volume(name=name, driver=restore.driver, options=restore.options,
+                                      labels=restore.labels)
+            save_fields(restore, volume_created_at=ev.created_at.isoformat() if ev.created_at else "",
+                        options=scrubbed(restore.options))
+            try:
+                save_fields(restore, phase="writing")
+                _write(ctx, restore, backup, storage, replace=False, of=2)
+                save_fields(restore, written_at=timezone.now(),
+                            outcome=f"Volume {name} was created with {what_text(restore)} from backup "
+                                    f"{restore.backup_label}.")
+            except BaseException as exc:
+                save_fields(restore, phase="removing")
+                removed, why = remove_own_volume(restore)
+                if removed:
+                    save_fields(restore, outcome=f"The restore failed; the half-filled volume {name} was removed.")
+                else:
+                    save_fields(restore, partial=True,
+                                outcome=f"The restore failed and the half-filled volume {name} could not be removed "
+                                        f"({why}): it is marked partial; remove it from this page.")
+                    mirror_sync_quietly()
+                    volume_error_record(name=name, error=f"Partial restore #{restore.pk}: {why}")
+                if isinstance(exc, CargoholdError):
+                    raise type(exc)(f"{exc} {restore.outcome}") from exc
+                raise
+            finally:
+                mirror_sync_quietly()
+
+
+# --- in place ----------------------------------------------------------------------------------------
+
+
+def restore_paths_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None:
+    from backups.consistency import containers_stopped
+    from restores.rollback import containers_text, roll_back
+    from restores.worker import (
+        VolumeHeld,
+        _intruders,
+        _start_intruders_again,
+        _stop_intruders,
+        _take_safety_backup,
+    )
+
+    name = restore.volume_name
+    storage = backup_storage(backup)
+    with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()):
+        with ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
+            try:
+                engine.inspect_volume(name)
+            except engine.NotFound:
+                raise Refused(f"The volume {name} no longer exists on the engine; nothing was restored.") from None
+            _find(ctx, restore, backup, untouched="The volume was not touched.", of=3)
+            save_fields(restore, phase="stopping")
+            kept_stopped: list = []
+            try:
+                with containers_stopped(ctx, restore), engine.watch_mounts(name) as watch:
+                    safety = _take_safety_backup(ctx, restore)
+                    if intruders := _intruders(watch, restore):
+                        raise VolumeHeld(f"The {containers_text(intruders)} started while the safety backup was "
+                                         f"taken; the volume {name} was not changed.")
+                    # From here on a crash means "put the safety backup back" (as for a whole restore).
+                    save_fields(restore, rollback_pending=True, phase="writing")
+                    try:
+                        _write(ctx, restore, backup, storage, replace=True, of=3)
+                        ctx.say(f"Checking that no other container used {name} during the restore")
+                        if intruders := _intruders(watch, restore):
+                            raise VolumeHeld(f"The {containers_text(intruders)} started while the restore wrote "
+                                             f"into {name}, so the restore failed.")
+                        save_fields(restore, written_at=timezone.now(), rollback_pending=False, phase="starting",
+                                    outcome=f"In volume {name}, {what_text(restore)} now hold the content of backup "
+                                            f"{restore.backup_label}; the rest of the volume was not changed. Its "
+                                            f"previous content is in safety backup #{safety.pk}.")
+                    except BaseException as exc:
+                        intruders_stopped = _stop_intruders(ctx, restore)
+                        if not roll_back(ctx, restore, safety):
+                            kept_stopped = list(restore.stopped_containers)
+                            restore.stopped_containers = []
+                        elif intruders_stopped:
+                            _start_intruders_again(ctx, restore, intruders_stopped)
+                        if isinstance(exc, CargoholdError):
+                            raise type(exc)(f"{exc} {restore.outcome}") from exc
+                        raise
+            finally:
+                if kept_stopped:
+                    save_fields(restore, stopped_containers=kept_stopped, restart_pending=True,
+                                restart_error="Not started again: the volume's previous content is not back yet.")
+            if restore.restart_error:
+                save_fields(restore, outcome=f"{restore.outcome} {restore.restart_error}")
+    mirror_sync_quietly()
