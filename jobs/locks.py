@@ -21,6 +21,11 @@ def backup_lock(backup_id: int) -> str:
     return f"backup:{backup_id}"
 
 
+def repository_lock(repository_id: int) -> str:
+    """restic's exclusive operations on one repository (forget, prune, check, unlock)."""
+    return f"repository:{repository_id}"
+
+
 class LockHeld(Exception):
     def __init__(self, lock: ResourceLock):
         self.lock = lock

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from django.conf import settings
 
 from volumes.engine import (
-    HELPER_LABEL,
     MOUNT_POINT,
+    helper_labels,
     EngineError,
     EngineUnavailable,
     NotFound,
@@ -165,21 +165,39 @@ class DataHelper:
 
 
 @contextmanager
-def data_helper(volume_name: str, *, image: str, command: list[str], read_only: bool, caps: Iterable[str],
-                stdin: bool = False, purpose: str = "", job_id: int | None = None) -> Iterator[DataHelper]:
+def data_helper(volume_name: str | None, *, image: str, command: list[str], read_only: bool, caps: Iterable[str],
+                stdin: bool = False, purpose: str = "", job_id: int | None = None,
+                repo_path: str | None = None, network: str | None = None, cache_volume: str | None = None,
+                hostname: str | None = None, tmpfs_size: str = "16m", pids_limit: int = 64,
+                labels: dict | None = None) -> Iterator[DataHelper]:
     """Run `command` in the data helper with the volume at /data, attached (stdout,
     stderr, and stdin if asked) before it starts, so no byte is lost; the container is
     killed and removed when the block ends, whatever ended it (cancel included).
 
     Confined: no network, read-only root, no new privileges, every capability dropped
     but `caps`, and the volume as its only mount (read-only unless `read_only` is False).
+
+    For restic (repositories.restic) a few additions, each off unless asked: no volume
+    (`volume_name` None: init, snapshots, forget, prune, check, ls, dump), a local
+    repository's folder at /repo (`repo_path`, read-write), a restic cache volume at
+    /cache, a network mode (`network="host"` for an S3 repository: its endpoint may be
+    127.0.0.1 on the engine's machine, which only the host's network reaches), a fixed
+    `hostname` (restic records it in its locks), a larger /tmp (`tmpfs_size`: restic
+    assembles pack files there) and a higher `pids_limit` (Go counts threads as pids).
     """
-    inspect_volume(volume_name)  # an unknown name would silently create an empty volume
-    binds = {volume_name: {"bind": MOUNT_POINT, "mode": "ro" if read_only else "rw"}}
-    with _translate(f"Creating a data helper for volume {volume_name}"):
+    binds = {}
+    what = f"volume {volume_name}" if volume_name else "a repository"
+    if volume_name:
+        inspect_volume(volume_name)  # an unknown name would silently create an empty volume
+        binds[volume_name] = {"bind": MOUNT_POINT, "mode": "ro" if read_only else "rw"}
+    if repo_path:
+        binds[repo_path] = {"bind": "/repo", "mode": "rw"}
+    if cache_volume:
+        binds[cache_volume] = {"bind": "/cache", "mode": "rw"}
+    with _translate(f"Creating a data helper for {what}"):
         host_config = api().create_host_config(
-            binds=binds, network_mode="none", read_only=True, cap_drop=["ALL"], cap_add=list(caps),
-            security_opt=["no-new-privileges"], pids_limit=64, tmpfs={"/tmp": "size=16m"},
+            binds=binds, network_mode=network or "none", read_only=True, cap_drop=["ALL"], cap_add=list(caps),
+            security_opt=["no-new-privileges"], pids_limit=pids_limit, tmpfs={"/tmp": f"size={tmpfs_size}"},
             # No log driver: with the engine's default (json-file) dockerd also writes every
             # byte of stdout, JSON-escaped, to the container's log file; measured on 1 GiB,
             # that tripled the backup's time (36 s vs 12 s). The attach stream is unaffected.
@@ -187,9 +205,10 @@ def data_helper(volume_name: str, *, image: str, command: list[str], read_only: 
         )
         created = api().create_container(
             image, command=command, host_config=host_config, user="0:0", working_dir="/",
-            labels={HELPER_LABEL: purpose or "data", "cargohold.volume": volume_name,
-                    "cargohold.job": str(job_id or "")},
-            network_disabled=True, stdin_open=stdin, detach=False, tty=False,  # stdin closes with ours
+            labels=helper_labels(purpose or "data", job_id, **{"cargohold.volume": volume_name or ""},
+                                 **(labels or {})),
+            network_disabled=not network, stdin_open=stdin, detach=False, tty=False,  # stdin closes with ours
+            **({"hostname": hostname} if hostname else {}),
             environment={"LC_ALL": "C"},  # names are bytes: no locale recodes them
         )
     container_id = created["Id"]
@@ -202,10 +221,17 @@ def data_helper(volume_name: str, *, image: str, command: list[str], read_only: 
                 api().start(container_id)
             yield DataHelper(container_id, sock, idle_timeout=max(settings.DOCKER_TIMEOUT, 120))
         finally:
-            try:
-                _raw_socket(sock).close()
-            except OSError:
-                pass
+            # shutdown() first: close() alone leaves the descriptor open while the SDK's
+            # file wrapper still refers to it, and dockerd, blocked writing output nobody
+            # reads, would then hold the container (inspect, kill, rm all hang) for as
+            # long as this process lives (a job that failed mid-stream, e.g. S3 gone).
+            raw = _raw_socket(sock)
+            for end in (lambda: raw.shutdown(socket.SHUT_RDWR), raw.close, getattr(sock, "close", None)):
+                try:
+                    if end is not None:
+                        end()
+                except OSError:
+                    pass
     finally:
         remove_container_quietly(container_id, what="data helper")
 

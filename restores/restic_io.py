@@ -1,0 +1,191 @@
+"""Restores from a restic snapshot, worker side: the restic branch of
+restores.worker.restore_perform, with the same order and safety as archives.
+
+New volume: the snapshot is looked up first (password, repository, snapshot there), then
+the volume is created and restic restores into it (a failure removes it again). In
+place: the snapshot is looked up while the containers still run; then they are stopped,
+a safety backup is taken (an archive in the built-in folder, as for every restore in
+place), the volume is emptied (or, for selected paths, only those paths are removed) and
+restic writes; someone else starting a container on the volume meanwhile fails the
+restore, which puts the safety backup back (restores.rollback).
+
+`Restore.paths` (relative to the volume's root) become restic's --include patterns:
+the selected files and folders come back with their content, owners, modes, times and
+extended attributes; nothing else of the volume changes.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from backups.consistency import containers_stopped
+from backups.models import Backup
+from backups.services import lock_wait_seconds
+from jobs.locks import backup_lock, volume_lock
+from jobs.runner import JobContext
+from project.db import save_fields
+from project.errors import CargoholdError, Refused
+from project.redact import scrubbed
+from restores import archive_io
+from restores.models import Restore
+from volumes import engine
+from volumes.services import mirror_sync_quietly, volume_error_record
+
+
+def is_restic(backup: Backup) -> bool:
+    return bool(backup.repository_id) and backup.repository.is_restic and bool(backup.snapshot_id)
+
+
+def _paths(restore: Restore) -> list[str]:
+    paths = []
+    for path in restore.paths or []:
+        if not isinstance(path, str):
+            continue
+        path = path.strip("/")
+        if not path or any(p in ("", ".", "..") for p in path.split("/")) or "\x00" in path:
+            raise Refused(f"{path!r} is not a path inside the volume; nothing was restored.")
+        paths.append(path)
+    return paths
+
+
+def _what(restore: Restore, backup: Backup) -> str:
+    paths = _paths(restore)
+    if not paths:
+        return f"{backup.file_count or 'the'} files of snapshot {backup.snapshot_id[:8]}"
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return f"{shown} from snapshot {backup.snapshot_id[:8]}"
+
+
+def _check_snapshot(ctx: JobContext, restore: Restore, backup: Backup, *, untouched: str, of: int) -> None:
+    """The repository opens, and the snapshot is in it: before anything is changed."""
+    from repositories import restic
+
+    save_fields(restore, phase="checking")
+    ctx.step(f"Looking up snapshot {backup.snapshot_id[:8]} in {backup.repository.name}", number=1, of=of)
+    try:
+        ids = {s["id"] for s in restic.restic_snapshots(backup.repository, tag=f"backup:{backup.uid.hex}")}
+    except restic.ResticError as exc:
+        raise type(exc)(f"{exc} {untouched}") from None
+    if backup.snapshot_id not in ids and not any(i.startswith(backup.snapshot_id) for i in ids):
+        raise CargoholdError(f"The snapshot {backup.snapshot_id[:8]} of backup #{backup.pk} is not in "
+                             f"{backup.repository.name} any more (forgotten?). {untouched}")
+    save_fields(restore, file_count=backup.file_count)
+
+
+def _write(ctx: JobContext, restore: Restore, backup: Backup, *, of: int) -> None:
+    from repositories import restic
+
+    paths = _paths(restore)
+    archive_io.check_free_space(restore.volume_name, needed=None if paths else backup.data_bytes,
+                                job_id=ctx.job.pk)
+    ctx.step(f"restic: writing {_what(restore, backup)} into {restore.volume_name}", number=of, of=of)
+    restic.restic_restore(ctx, backup.repository, backup.snapshot_id, restore.volume_name, include=paths)
+    ctx.result["data_path"] = "restic"
+
+
+def restic_restore_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
+    from restores.worker import remove_own_volume
+
+    name = restore.volume_name
+    with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()), \
+            ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
+        _check_snapshot(ctx, restore, backup, untouched="No volume was created.", of=2)
+        save_fields(restore, phase="creating")
+        ctx.say(f"Creating volume {name}")
+        if engine.volume_exists(name):
+            raise Refused(f"A volume named {name} already exists on the engine; nothing was changed.")
+        save_fields(restore, volume_create_requested=True)
+        ev = engine.create_volume(name=name, driver=restore.driver, options=restore.options,
+                                  labels=restore.labels)
+        save_fields(restore, volume_created_at=ev.created_at.isoformat() if ev.created_at else "",
+                    options=scrubbed(restore.options))
+        try:
+            save_fields(restore, phase="writing")
+            _write(ctx, restore, backup, of=2)
+            save_fields(restore, written_at=timezone.now(),
+                        outcome=f"Volume {name} was created with {_what(restore, backup)} "
+                                f"(backup {restore.backup_label}).")
+        except BaseException as exc:
+            save_fields(restore, phase="removing")
+            removed, why = remove_own_volume(restore)
+            if removed:
+                save_fields(restore, outcome=f"The restore failed; the half-filled volume {name} was removed.")
+            else:
+                save_fields(restore, partial=True,
+                            outcome=f"The restore failed and the half-filled volume {name} could not be removed "
+                                    f"({why}): it is marked partial; remove it from this page.")
+                mirror_sync_quietly()
+                volume_error_record(name=name, error=f"Partial restore #{restore.pk}: {why}")
+            if isinstance(exc, CargoholdError):
+                raise type(exc)(f"{exc} {restore.outcome}") from exc
+            raise
+        finally:
+            mirror_sync_quietly()
+
+
+def _clear(restore: Restore, *, job_id: int) -> None:
+    """Empty the volume, or, for selected paths, remove only those (restic puts them back)."""
+    paths = _paths(restore)
+    if not paths:
+        archive_io.empty_volume(volume_name=restore.volume_name, job_id=job_id)
+        return
+    engine.run_helper(restore.volume_name, ["rm", "-rf", "--", *(f"/data/{p}" for p in paths)],
+                      purpose="restore-empty", job_id=job_id)
+
+
+def restic_restore_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None:
+    from restores.rollback import containers_text, roll_back
+    from restores.worker import (
+        VolumeHeld,
+        _intruders,
+        _start_intruders_again,
+        _stop_intruders,
+        _take_safety_backup,
+    )
+
+    name = restore.volume_name
+    with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()), \
+            ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
+        try:
+            engine.inspect_volume(name)
+        except engine.NotFound:
+            raise Refused(f"The volume {name} no longer exists on the engine; nothing was restored.") from None
+        _check_snapshot(ctx, restore, backup, untouched="The volume was not touched.", of=3)
+        save_fields(restore, phase="stopping")
+        kept_stopped: list = []
+        try:
+            with containers_stopped(ctx, restore), engine.watch_mounts(name) as watch:
+                safety = _take_safety_backup(ctx, restore)
+                if intruders := _intruders(watch, restore):
+                    raise VolumeHeld(f"The {containers_text(intruders)} started while the safety backup was "
+                                     f"taken; the volume {name} was not changed.")
+                save_fields(restore, rollback_pending=True, phase="emptying")
+                try:
+                    _clear(restore, job_id=ctx.job.pk)
+                    save_fields(restore, emptied_at=timezone.now(), phase="writing")
+                    _write(ctx, restore, backup, of=3)
+                    ctx.say(f"Checking that no other container used {name} during the restore")
+                    if intruders := _intruders(watch, restore):
+                        raise VolumeHeld(f"The {containers_text(intruders)} started while the restore wrote "
+                                         f"into {name}, so the restore failed.")
+                    save_fields(restore, written_at=timezone.now(), rollback_pending=False, phase="starting",
+                                outcome=f"Volume {name} now holds {_what(restore, backup)} (backup "
+                                        f"{restore.backup_label}); its previous content is in safety backup "
+                                        f"#{safety.pk}.")
+                except BaseException as exc:
+                    intruders_stopped = _stop_intruders(ctx, restore)
+                    if not roll_back(ctx, restore, safety):
+                        kept_stopped = list(restore.stopped_containers)
+                        restore.stopped_containers = []
+                    elif intruders_stopped:
+                        _start_intruders_again(ctx, restore, intruders_stopped)
+                    if isinstance(exc, CargoholdError):
+                        raise type(exc)(f"{exc} {restore.outcome}") from exc
+                    raise
+        finally:
+            if kept_stopped:
+                save_fields(restore, stopped_containers=kept_stopped, restart_pending=True,
+                            restart_error="Not started again: the volume's previous content is not back yet.")
+        if restore.restart_error:
+            save_fields(restore, outcome=f"{restore.outcome} {restore.restart_error}")
+    mirror_sync_quietly()
