@@ -1,13 +1,16 @@
 """What the API answers: explicit fields (nothing leaks by being added to a model later),
 secrets in driver options masked as on the pages."""
 
+from datetime import UTC, datetime
+
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import AuditEvent
-from backups.models import Backup
+from backups.files_selectors import mode_text
+from backups.models import Backup, BackupEntry
 from jobs import kinds
 from jobs.models import Job
 from policies.models import BackupPolicy, PolicyRun
@@ -140,6 +143,41 @@ class BackupDetailSerializer(BackupSerializer):
         read_only_fields = fields
 
 
+class BackupEntrySerializer(serializers.ModelSerializer):
+    """One entry of a backup's file index."""
+
+    kind = serializers.ChoiceField(choices=BackupEntry.Kind.choices, read_only=True,
+                                   help_text="f file, d folder, l symlink, h hard link, o other (device, fifo, "
+                                             "socket).")
+    mode_text = serializers.SerializerMethodField()
+    modified_at = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BackupEntry
+        fields = ["path", "parent", "name", "kind", "size", "mode", "mode_text", "uid", "gid", "mtime",
+                  "modified_at", "link"]
+        read_only_fields = fields
+
+    def get_mode_text(self, entry) -> str:
+        return mode_text(entry)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_modified_at(self, entry):
+        return datetime.fromtimestamp(entry.mtime, tz=UTC).isoformat() if entry.mtime else None
+
+
+class BackupFilesSerializer(serializers.Serializer):
+    """A folder of a backup (paged) or, with `q`, the entries whose name holds it."""
+
+    path = serializers.CharField(help_text="The folder listed (\"\" is the volume's root).")
+    query = serializers.CharField(help_text="The search, or \"\".")
+    indexed = serializers.BooleanField(help_text="False: the backup has no file index (made before file indexes).")
+    count = serializers.IntegerField(help_text="Entries in the folder, or hits (at most 500) of the search.")
+    next = serializers.CharField(allow_null=True)
+    previous = serializers.CharField(allow_null=True)
+    results = BackupEntrySerializer(many=True)
+
+
 class RestoreSerializer(serializers.ModelSerializer):
     status = serializers.ChoiceField(choices=STATUSES, read_only=True)
     error = serializers.CharField(read_only=True, allow_null=True)
@@ -223,6 +261,8 @@ class BackupStartSerializer(serializers.Serializer):
         help_text="Stop the containers using it meanwhile; null or absent: the volume's default (its "
                   "cargohold.stop-during-backup label).")
     compression = serializers.ChoiceField(choices=[c.value for c in Backup.Compression], default="zstd")
+    repository = serializers.CharField(max_length=64, required=False, allow_blank=True, default="",
+                                       help_text="The repository's name; absent or empty: the default one.")
 
 
 class StringMapField(serializers.DictField):

@@ -11,6 +11,7 @@ urlpatterns = [
     path("backups/", backups.BackupList.as_view(), name="backup-list"),
     path("backups/<int:backup_id>/", backups.BackupDetail.as_view(), name="backup-detail"),
     path("backups/<int:backup_id>/download/", backups.BackupDownload.as_view(), name="backup-download"),
+    path("backups/<int:backup_id>/files/", backups.BackupFiles.as_view(), name="backup-files"),
     path("backups/<int:backup_id>/verify/", backups.BackupVerify.as_view(), name="backup-verify"),
     path("backups/<int:backup_id>/restore/", backups.RestoreNew.as_view(), name="restore-new"),
     path("backups/<int:backup_id>/restore-in-place/", backups.RestoreInPlace.as_view(), name="restore-in-place"),

@@ -7,7 +7,7 @@ class BackupsConfig(AppConfig):
 
     def ready(self):
         from accounts import roles
-        from backups import imports, recovery, services, worker
+        from backups import extract, imports, recovery, services, worker
         from jobs import kinds
         from jobs import recovery as jobs_recovery
 
@@ -23,3 +23,7 @@ class BackupsConfig(AppConfig):
                        on_end=imports.import_on_end, cancel_perm=roles.DOWNLOAD_ARCHIVE)
         jobs_recovery.register(recovery.backups_recover)
         jobs_recovery.register(imports.uploads_clean)
+        kinds.register(extract.KIND_EXTRACT, "file extraction for download", perform=extract.extract_perform,
+                       on_end=extract.extract_on_end, cancel_perm=roles.DOWNLOAD_ARCHIVE,
+                       time_limit=extract.TIME_LIMIT_SECONDS)
+        jobs_recovery.register(extract.downloads_clean)

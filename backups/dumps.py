@@ -12,7 +12,7 @@ from django.conf import settings
 
 from backups.models import Backup
 from backups.recipes import RecipeError, dump_key, explain_failure, recipe_named
-from backups.storage import StorageError, get_storage, manifest_key
+from backups.storage import StorageError, backup_storage, manifest_key
 from jobs.locks import backup_lock, volume_lock
 from jobs.models import Job
 from jobs.runner import JobContext
@@ -33,7 +33,7 @@ def _running(volume_name: str) -> dict[str, engine.EngineContainer]:
 def dump_take(ctx: JobContext, backup: Backup, container: engine.EngineContainer, recipe_id: str) -> dict:
     """One dump through exec into storage next to the archive; returns its manifest entry."""
     recipe = recipe_named(recipe_id, image=container.image, labels=container.labels)
-    storage = get_storage()
+    storage = backup_storage(backup)
     key = dump_key(backup.key, recipe, container.name)
     digest, size = hashlib.sha256(), 0
     ctx.say(f"Dumping {recipe.label} in {container.name}")
@@ -81,7 +81,7 @@ def dumps_take(ctx: JobContext, backup: Backup) -> list[dict]:
         manifest = {**backup.manifest, "dumps": entries}
         # Storage never overwrites: the manifest goes and comes back naming the dumps. The
         # job still runs, so a crash in between fails it and its on_end removes the rest.
-        storage = get_storage()
+        storage = backup_storage(backup)
         storage.delete(manifest_key(backup.key))
         storage.write_json(manifest_key(backup.key), manifest, token=backup.uid.hex)
         save_fields(backup, manifest=manifest)
@@ -96,8 +96,8 @@ def dumps_remove(backup: Backup) -> None:
     """Remove the dump objects stored next to a backup's archive (a failed one's)."""
     if not backup.key:
         return
-    storage = get_storage()
     try:
+        storage = backup_storage(backup)
         keys = [k for k in storage.list_keys(backup.key.rsplit("/", 1)[0] + "/")
                 if k.startswith(backup.key + ".") and k != manifest_key(backup.key)]
         for key in keys:
@@ -121,7 +121,7 @@ def dumps_on_backup_deleted(sender=None, *, instance: Backup, **kwargs) -> None:
     """post_delete of a Backup (its deletion, retention): its dumps go with its archive."""
     for entry in (instance.manifest or {}).get("dumps") or []:
         try:
-            get_storage().delete(entry["key"])
+            backup_storage(instance).delete(entry["key"])
         except (StorageError, KeyError):
             logger.warning("could not remove dump %s of deleted backup %s", entry.get("key"), instance.pk)
 
@@ -140,7 +140,7 @@ def dump_load_perform(ctx: JobContext) -> dict:
         recipe = recipe_named(entry["recipe"], image=container.image, labels=container.labels)
         if recipe.load is None:
             raise Refused(recipe.why_not_load)
-        storage = get_storage()
+        storage = backup_storage(backup)
         ctx.set_progress(0, entry.get("bytes"), f"Loading the dump into {container.name}")
         ctx.log(f"$ loading {entry['file']} into {container.name} ({recipe.label})")
 

@@ -23,7 +23,7 @@ import tarstream
 from accounts import roles
 from accounts.services import actor_name, audit_record
 from backups.models import Backup
-from backups.storage import get_storage, manifest_key
+from backups.storage import backup_storage, manifest_key
 from backups.worker import archive_key, backup_ended_cleanup, build_manifest
 from jobs.models import Job
 from jobs.runner import JobContext
@@ -141,7 +141,7 @@ def import_perform(ctx: JobContext) -> dict:
     """
     backup = Backup.objects.get(job=ctx.job)
     save_fields(backup, started_at=timezone.now())
-    storage = get_storage()
+    storage = backup_storage(backup)
     source = _import_source(ctx.job)
     fmt = ctx.job.params.get("format")
     with open(source, "rb") as f:

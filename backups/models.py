@@ -88,7 +88,8 @@ class Backup(JobState, models.Model):
 
     @property
     def is_restorable(self) -> bool:
-        return self.status == self.Status.SUCCEEDED and not self.missing and bool(self.key)
+        # An archive's key, or a restic snapshot's id (repositories.restic).
+        return self.status == self.Status.SUCCEEDED and not self.missing and bool(self.key or self.snapshot_id)
 
     @property
     def duration(self):
@@ -135,14 +136,18 @@ class BackupEntry(models.Model):
     kind = models.CharField(max_length=1, choices=Kind.choices)
     size = models.BigIntegerField(default=0)
     mode = models.PositiveIntegerField(default=0)
-    uid = models.PositiveIntegerField(default=0)
-    gid = models.PositiveIntegerField(default=0)
+    uid = models.PositiveBigIntegerField(default=0)  # ids reach 2**32 - 1
+    gid = models.PositiveBigIntegerField(default=0)
     mtime = models.FloatField(default=0)
     link = models.TextField(blank=True, default="")
     offset = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["backup", "parent", "name"])]
+        indexes = [
+            models.Index(fields=["backup", "parent", "name"]),
+            # Where a folder's members end in the tar (backups.file_index.subtree_end).
+            models.Index(fields=["backup", "offset"], name="backups_entry_offset_idx"),
+        ]
 
     def __str__(self):
         return self.path

@@ -14,7 +14,7 @@ import uuid
 from accounts.services import audit_record
 from backups.consistency import start_again
 from backups.models import Backup
-from backups.storage import get_storage
+from backups.storage import archive_storages
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,12 @@ def backups_recover() -> dict:
             return status not in Backup.ACTIVE
         return age_seconds > 24 * 3600
 
-    report["temp_removed"] = get_storage().remove_temp_files(is_dead=is_dead)
+    for repository, storage in archive_storages():
+        try:
+            report["temp_removed"] += storage.remove_temp_files(is_dead=is_dead)
+        except Exception as exc:  # an unreachable repository must not stop the sweep of the others
+            logger.warning("backup recovery: could not sweep the temporary files of repository %s: %s",
+                           repository.name if repository else "local", exc)
     if any(report.values()):
         logger.warning("backup recovery: %s", report)
     return report

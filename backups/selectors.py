@@ -48,7 +48,7 @@ def _backups(who) -> QuerySet[Backup]:
 
 
 def backup_list(*, filters: BackupFilters | None = None, who=None) -> QuerySet[Backup]:
-    qs = _backups(who).select_related("job__created_by", "volume")  # volume: an anonymous one's hint
+    qs = _backups(who).select_related("job__created_by", "volume", "repository")  # volume: an anonymous one's hint
     if filters is None:
         return qs
     if filters.volume:

@@ -52,13 +52,20 @@ def backup_start(
     compression: str = Backup.Compression.ZSTD,
     queue: str | None = None,
     request=None,
+    repository=None,
 ) -> Backup:
     """Queue a backup of a volume known to the mirror: a Backup row and its job.
 
     `stop_containers=None` takes the volume's default (its `cargohold.stop-during-backup`
-    label). The job is enqueued when the transaction commits, with only its id (on
-    `queue` when given, else the default queue).
+    label). `repository` (a Repository, or its name) is where the worker writes it;
+    None: the default repository. The job is enqueued when the transaction commits, with
+    only its id (on `queue` when given, else the default queue).
     """
+    from repositories.models import Repository
+    from repositories.selectors import repository_named
+
+    if not isinstance(repository, Repository):
+        repository = repository_named(repository)
     if compression not in tarstream.COMPRESSIONS:
         raise Refused(f"Unknown compression {compression!r}: choose zstd or gzip.")
     if origin not in Backup.Origin.values:
@@ -74,7 +81,8 @@ def backup_start(
         job = job_create(
             kind=KIND_BACKUP,
             target=volume.name,
-            params={"stop_containers": stop_containers, "compression": compression, "origin": origin},
+            params={"stop_containers": stop_containers, "compression": compression, "origin": origin,
+                    "repository": repository.name},
             user=user,
             trigger=trigger,
             progress_total=volume.size_bytes,
@@ -88,6 +96,8 @@ def backup_start(
             compression=compression,
             stop_containers=stop_containers,
             bytes_expected=volume.size_bytes,
+            repository=repository,
+            storage="restic" if repository.is_restic else "local",  # the worker names its storage
         )
         audit_record(
             action="backup_start",
@@ -96,21 +106,23 @@ def backup_start(
             object_type="volume",
             object_name=volume.name,
             params={"backup": backup.pk, "job": job.pk, "compression": compression,
-                    "stop_containers": stop_containers, "origin": origin, "trigger": trigger},
+                    "stop_containers": stop_containers, "origin": origin, "trigger": trigger,
+                    "repository": repository.name},
         )
     return backup
 
 
 def backups_start_many(
     *, volume_names: list[str], user=None, trigger: str = "user", stop_containers: bool | None = None,
-    compression: str = Backup.Compression.ZSTD,
+    compression: str = Backup.Compression.ZSTD, repository=None,
 ) -> tuple[list[Backup], list[str]]:
-    """Queue one backup per volume; returns (started, refusals as messages)."""
+    """Queue one backup per volume (into `repository`, None: the default one); returns
+    (started, refusals as messages)."""
     started, refused = [], []
     for name in dict.fromkeys(volume_names):  # keep order, drop duplicates
         try:
             started.append(
-                backup_start(volume_name=name, user=user, trigger=trigger,
+                backup_start(volume_name=name, user=user, trigger=trigger, repository=repository,
                              stop_containers=stop_containers, compression=compression)
             )
         except CargoholdError as exc:
@@ -120,7 +132,7 @@ def backups_start_many(
 
 def backup_verify_check(backup: Backup) -> None:
     """Refuse to verify a backup that has no stored archive."""
-    if backup.status != Backup.Status.SUCCEEDED or not backup.key:
+    if backup.status != Backup.Status.SUCCEEDED or not (backup.key or backup.snapshot_id):
         raise Refused(f"Backup #{backup.pk} has no stored archive to verify ({backup.status}).")
 
 

@@ -8,7 +8,7 @@ from accounts.services import audit_record
 from backups import selectors, services
 from backups.forms import BackupForm, BulkBackupForm
 from backups.models import Backup
-from backups.storage import StorageError, get_storage
+from backups.storage import StorageError, backup_storage
 from jobs import kinds
 from jobs.polling import job_latest, poll_response
 from project.errors import CargoholdError
@@ -70,6 +70,7 @@ def volume_backup(request, name: str):
             backup = services.backup_start(
                 volume_name=volume.name, user=request.user, request=request,
                 stop_containers=form.cleaned_data["stop_containers"], compression=form.cleaned_data["compression"],
+                repository=form.cleaned_data["repository"],
             )
         except CargoholdError as exc:
             messages.error(request, str(exc))
@@ -106,6 +107,7 @@ def backup_bulk(request):
         started, refused = services.backups_start_many(
             volume_names=[v.name for v in volumes], user=request.user,
             stop_containers=form.stop_value(), compression=form.cleaned_data["compression"],
+            repository=form.cleaned_data["repository"],
         )
         if started:
             messages.success(request, f"Queued {len(started)} backup{'s' if len(started) != 1 else ''}.")
@@ -128,7 +130,7 @@ def download_response(request, backup: Backup) -> FileResponse:
     if not backup.is_restorable:
         raise Http404("This backup has no archive to download.")
     try:
-        stream = get_storage().open_reader(backup.key)
+        stream = backup_storage(backup).open_reader(backup.key)
     except StorageError as exc:
         audit_record(action="backup_download", request=request, object_type="backup", object_name=str(backup.pk),
                      params={"volume": backup.volume_name}, result="error", error=str(exc))

@@ -19,13 +19,13 @@ from django.utils import timezone
 
 import tarstream
 from accounts.services import audit_record
-from backups import datapath
+from backups import datapath, file_index, restic_io
 from backups.consistency import containers_stopped
 from backups.dumps import dumps_take
 from backups.hooks import backup_hooks, backup_policy
 from backups.models import Backup
 from backups.services import backup_delete_check, backup_verify_check, lock_wait_seconds
-from backups.storage import StorageError, get_storage, manifest_key
+from backups.storage import StorageError, backup_storage, manifest_key
 from jobs.locks import LockHeld, backup_lock, lock_acquire, lock_release, volume_lock
 from jobs.models import Job
 from jobs.runner import WORKER_ID, JobContext
@@ -106,6 +106,9 @@ def build_manifest(*, backup: Backup, ev: engine.EngineVolume, packed: tarstream
             "compression": backup.compression,
             "compressed_bytes": packed.compressed_bytes,
             "sha256": packed.sha256,
+            # zstd: where each independent frame starts, [tar offset, compressed offset]
+            # (backups.partial reads one file without decompressing the rest).
+            **({"frames": packed.frames} if packed.frames else {}),
             "layout": "tar, members under data/ (the volume's root); restore with "
                       "`tar -xf <archive> -C /` where the volume is mounted at /data",
         },
@@ -130,7 +133,10 @@ def backup_perform(ctx: JobContext) -> dict:
     with ctx.lock(volume_lock(backup.volume_name), wait_seconds=lock_wait_seconds()):
         with backup_hooks(ctx, backup.volume_name, policy=backup_policy(backup)):
             result = backup_write(ctx, backup)
-            dumps_take(ctx, backup)  # the volume's opted-in database dumps, beside the archive
+            if restic_io.is_restic(backup):
+                ctx.log("Database dumps are not taken into restic repositories (archives only).")
+            else:
+                dumps_take(ctx, backup)  # the volume's opted-in database dumps, beside the archive
             return result
 
 
@@ -145,7 +151,9 @@ def backup_write(ctx: JobContext, backup: Backup) -> dict:
     removed, and what the engine said about the volume goes on the volume's page; the
     exception propagates (the runner writes the job's end).
     """
-    storage = get_storage()
+    if restic_io.is_restic(backup):  # restic makes a snapshot instead (backups.restic_io)
+        return restic_io.restic_backup_write(ctx, backup)
+    storage = backup_storage(backup)
     committed = False
     try:
         ctx.say("Checking the volume")
@@ -181,6 +189,7 @@ def backup_write(ctx: JobContext, backup: Backup) -> dict:
         finished = timezone.now()
         manifest = build_manifest(backup=backup, ev=ev, packed=packed, engine_facts=engine_facts,
                                   finished_at=finished)
+        file_index.index_export(backup, storage)  # the file index beside the archive, before the manifest
         storage.write_json(manifest_key(backup.key), manifest, token=backup.uid.hex)
         save_fields(
             backup, manifest=manifest, bytes_read=packed.stats.tar_bytes, data_bytes=packed.stats.data_bytes,
@@ -189,7 +198,7 @@ def backup_write(ctx: JobContext, backup: Backup) -> dict:
         )
     except BaseException as exc:
         if committed:
-            remove_archive(storage, backup)
+            remove_archive(backup, storage=storage)
         if isinstance(exc, engine.EngineError) and not isinstance(exc, (engine.EngineUnavailable, engine.NotFound)):
             # The engine's word about this volume (an NFS server that does not answer)
             # belongs on the volume's page too.
@@ -268,13 +277,41 @@ def stored_archive_verify(ctx: JobContext, backup: Backup, storage, *, sha256: s
         raise tarstream.ArchiveError(result.message)
 
 
-def remove_archive(storage, backup: Backup) -> None:
-    """Remove a failed backup's archive and manifest from storage, if they are there."""
-    for key in (manifest_key(backup.key), backup.key):
+def remove_archive(backup: Backup, *, storage=None) -> None:
+    """Remove a failed backup's archive and manifest from its repository, if they are there.
+
+    The one entry point for "this backup's stored data goes" after a failure: it decides
+    by the backup's repository (archives: the objects; a restic snapshot: its branch)."""
+    if restic_io.is_restic(backup):
+        restic_io.restic_failed_remove(backup)
+        return
+    if not backup.key:
+        return
+    try:
+        storage = storage or backup_storage(backup)
+    except StorageError:
+        logger.exception("could not reach the repository of failed backup %s", backup.pk)
+        return
+    file_index.index_discard(backup)
+    for key in (manifest_key(backup.key), file_index.index_key(backup.key), backup.key):
         try:
             storage.delete(key)
         except StorageError:
             logger.exception("could not remove %s of failed backup %s", key, backup.pk)
+
+
+def archive_delete(backup: Backup) -> None:
+    """Delete a backup's stored data from its repository (manifest first, then the
+    archive); StorageError when the repository refuses. The single entry point for a
+    deletion (the Delete button, retention): it decides by the backup's repository."""
+    if restic_io.is_restic(backup):
+        restic_io.restic_backup_remove(backup)  # restic forget by id; prune frees the data
+        return
+    if backup.key:
+        storage = backup_storage(backup)
+        storage.delete(manifest_key(backup.key))
+        storage.delete(file_index.index_key(backup.key))
+        storage.delete(backup.key)
 
 
 def backup_ended_cleanup(job: Job) -> Backup | None:
@@ -285,8 +322,8 @@ def backup_ended_cleanup(job: Job) -> Backup | None:
     backup = Backup.objects.filter(job=job).first()
     if backup is None or job.status == Job.Status.SUCCEEDED:
         return backup
-    if backup.key:
-        remove_archive(get_storage(), backup)
+    if backup.key or restic_io.is_restic(backup):
+        remove_archive(backup)
     if job.started_at is not None:
         try:
             engine.remove_job_helpers(job_id=job.pk)
@@ -329,8 +366,8 @@ def backup_verify(*, backup: Backup, actor=None, on_chunk=None) -> tarstream.Ver
     Corruption is reported, never passed: a failed check leaves `verified` False.
     """
     backup_verify_check(backup)
-    storage = get_storage()
     try:
+        storage = backup_storage(backup)
         result = tarstream.verify_stream(
             _read_chunks(storage, backup.key), compression=backup.compression,
             sha256=backup.sha256 or None, on_chunk=on_chunk,
@@ -364,6 +401,9 @@ def backup_verify_perform(ctx: JobContext) -> dict:
     backup = Backup.objects.filter(pk=ctx.job.params.get("backup")).first()
     if backup is None:
         raise Refused("That backup no longer exists.")
+    if restic_io.is_restic(backup):  # restic check of its repository (backups.restic_io)
+        with ctx.lock(backup_lock(backup.pk), wait_seconds=30):
+            return {"message": restic_io.restic_backup_verify(ctx, backup), "backup": backup.pk}
     with ctx.lock(backup_lock(backup.pk), wait_seconds=30):
         ctx.set_progress(0, backup.size_bytes, "Verifying the stored archive")
         result = backup_verify(backup=backup, actor=ctx.job.created_by, on_chunk=ctx.advance_checked)
@@ -392,13 +432,10 @@ def backup_delete(*, backup: Backup, user=None, request=None) -> None:
     except LockHeld as exc:
         raise Refused(f"Backup #{backup.pk} is in use: {exc.lock.owner}.") from None
     try:
-        storage = get_storage()
         params = {"backup": backup.pk, "volume": backup.volume_name, "location": backup.location,
                   "sha256": backup.sha256, "status": backup.status}
         try:
-            if backup.key:
-                storage.delete(manifest_key(backup.key))
-                storage.delete(backup.key)
+            archive_delete(backup)
         except StorageError as exc:
             audit_record(action="backup_delete", actor=user, request=request, object_type="backup",
                          object_name=str(backup.pk), params=params, result="error", error=str(exc))

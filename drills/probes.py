@@ -11,7 +11,7 @@ import time
 from django.conf import settings
 
 from backups.recipes import POSTGRES, sqlite_recipe
-from backups.storage import StorageError, get_storage
+from backups.storage import StorageError, backup_storage
 from jobs.runner import JobContext
 from volumes import engine
 
@@ -23,14 +23,14 @@ PG_QUERY = ('exec psql -X -A -t -v ON_ERROR_STOP=1 -U "${POSTGRES_USER:-postgres
 SQLITE_PROBE_DB = "/tmp/cargohold-drill.db"
 
 
-def _chunks(key: str):
-    with get_storage().open_reader(key) as f:
+def _chunks(storage, key: str):
+    with storage.open_reader(key) as f:
         while chunk := f.read(1 << 20):
             yield chunk
 
 
-def _checksum(entry: dict) -> str:
-    return get_storage().sha256(entry["key"])
+def _checksum(storage, entry: dict) -> str:
+    return storage.sha256(entry["key"])
 
 
 def _exec(ctx: JobContext, cid: str, argv, **kwargs) -> engine.ExecResult:
@@ -50,13 +50,13 @@ def _wait_postgres(ctx: JobContext, cid: str) -> str:
     return f"the scratch server was not ready after {settings.DRILL_SERVER_START_SECONDS} s"
 
 
-def _postgres(ctx: JobContext, entry: dict) -> tuple[bool, str]:
+def _postgres(ctx: JobContext, entry: dict, storage) -> tuple[bool, str]:
     with engine.scratch_container(entry["image"], environment=PG_ENV, tmpfs=PG_TMPFS, purpose="drill-server",
                                   job_id=ctx.job.pk) as cid:
         problem = _wait_postgres(ctx, cid)
         if problem:
             return False, problem
-        loaded = _exec(ctx, cid, POSTGRES.load, stdin=_chunks(entry["key"]))
+        loaded = _exec(ctx, cid, POSTGRES.load, stdin=_chunks(storage, entry["key"]))
         if not loaded.ok:
             return False, f"psql exited {loaded.exit_code} loading it"
         out = []
@@ -65,11 +65,11 @@ def _postgres(ctx: JobContext, entry: dict) -> tuple[bool, str]:
         return query.ok, f"loaded into a scratch server; {text or '?'} databases answer a query"
 
 
-def _sqlite(ctx: JobContext, entry: dict) -> tuple[bool, str]:
+def _sqlite(ctx: JobContext, entry: dict, storage) -> tuple[bool, str]:
     recipe = sqlite_recipe(SQLITE_PROBE_DB)
     with engine.scratch_container(entry["image"], entrypoint=["sleep"], command=["3600"], purpose="drill-server",
                                   job_id=ctx.job.pk) as cid:
-        loaded = _exec(ctx, cid, recipe.load, stdin=_chunks(entry["key"]))
+        loaded = _exec(ctx, cid, recipe.load, stdin=_chunks(storage, entry["key"]))
         if not loaded.ok:
             return False, f"sqlite3 .restore exited {loaded.exit_code}"
         out = []
@@ -86,7 +86,8 @@ def dumps_probe(ctx: JobContext, backup, check) -> None:
         name = f"dump {entry.get('file', '?')}"
         ctx.say(f"Checking the {name}")
         try:
-            digest = _checksum(entry)
+            storage = backup_storage(backup)
+            digest = _checksum(storage, entry)
         except (StorageError, KeyError) as exc:
             check(name, False, f"cannot be read: {exc}")
             continue
@@ -97,7 +98,7 @@ def dumps_probe(ctx: JobContext, backup, check) -> None:
         if probe is None or not entry.get("image"):
             continue
         try:
-            ok, detail = probe(ctx, entry)
+            ok, detail = probe(ctx, entry, storage)
         except engine.EngineError as exc:
             ok, detail = False, str(exc)
         check(f"{name} loads", ok, detail)

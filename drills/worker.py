@@ -16,7 +16,7 @@ import uuid
 from django.conf import settings
 
 from backups.services import lock_wait_seconds
-from backups.storage import StorageError, get_storage
+from backups.storage import StorageError, backup_storage
 from drills.models import Drill
 from drills.probes import dumps_probe
 from drills.services import SCRATCH_LABEL, SCRATCH_PREFIX
@@ -96,7 +96,7 @@ def drill_perform(ctx: JobContext) -> dict:
     backup = drill.backup
     if backup is None or not backup.is_restorable:
         raise Refused(f"Backup #{drill.backup_ref} can no longer be restored; nothing was drilled.")
-    storage = get_storage()
+    storage = backup_storage(backup)
     with ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
         ctx.set_progress(0, backup.size_bytes, "Checking the archive: checksum and every member")
         try:

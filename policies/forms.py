@@ -39,7 +39,7 @@ class PolicyForm(forms.ModelForm):
         fields = [
             "name", "selector_kind", "selector_value", "cron", "timezone", "compression", "stop_containers",
             "verify_after_backup", "enabled", "keep_last", "keep_daily", "keep_weekly", "keep_monthly",
-            "keep_yearly", "max_age_days", "overdue_grace_minutes",
+            "keep_yearly", "max_age_days", "overdue_grace_minutes", "repository", "copy_to",
         ]
         labels = {
             "selector_kind": "Which volumes",
@@ -54,6 +54,8 @@ class PolicyForm(forms.ModelForm):
             "keep_yearly": "Yearly",
             "max_age_days": "Keep everything younger than (days)",
             "overdue_grace_minutes": "Overdue after the schedule's interval plus (minutes)",
+            "repository": "Repository",
+            "copy_to": "Copy each backup to",
         }
         help_texts = {
             "selector_value": "Names: one per line or separated by commas. Label: key=value or key (several "
@@ -61,6 +63,9 @@ class PolicyForm(forms.ModelForm):
             "cron": "Five fields: minute hour day-of-month month day-of-week, e.g. 0 2 * * * (daily at 02:00). "
                     "@hourly, @daily, @weekly, @monthly work too.",
             "stop_containers": "Otherwise each volume's own default applies (its cargohold.stop-during-backup label).",
+            "repository": "Where its backups are stored; empty: whichever repository is the default when it runs.",
+            "copy_to": "A second repository (off-site) that receives a verified copy of each successful backup; "
+                       "retention applies to each repository on its own.",
         }
         widgets = {
             "selector_value": forms.Textarea(attrs={"rows": 2, "cols": 50}),
@@ -78,6 +83,14 @@ class PolicyForm(forms.ModelForm):
             known = set(names)
             self.initial["pick"] = [n for n in chosen if n in known]
             self.initial["selector_value"] = "\n".join(n for n in chosen if n not in known)
+        from backups.forms import RepositoryChoiceField
+
+        self.fields["repository"] = RepositoryChoiceField(
+            required=False, label="Repository", empty_label="(the default repository)",
+            help_text=self.Meta.help_texts["repository"])
+        self.fields["copy_to"] = RepositoryChoiceField(
+            required=False, label="Copy each backup to", empty_label="(no copy)",
+            help_text=self.Meta.help_texts["copy_to"])
         for name in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "max_age_days"):
             self.fields[name].widget.attrs.update({"min": 0, "max": MAX_COUNT, "class": "count"})
             self.fields[name].validators.append(MaxValueValidator(MAX_COUNT))
@@ -124,6 +137,7 @@ class PolicyForm(forms.ModelForm):
             else:
                 if kind == selection.NAMES:
                     data["selector_value"] = "\n".join(parsed.names)
+        self._clean_copy(data)
         counts = [data.get(n) or 0 for n in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly",
                                               "keep_yearly", "max_age_days")]
         if not any(counts) and not any(n in self.errors for n in ("keep_last", "max_age_days")):
@@ -132,6 +146,19 @@ class PolicyForm(forms.ModelForm):
                 "monthly, yearly or max age."
             )
         return data
+
+    def _clean_copy(self, data) -> None:
+        copy_to = data.get("copy_to")
+        if copy_to is None:
+            return
+        from repositories.selectors import repository_default
+
+        source = data.get("repository") or repository_default()
+        if copy_to.pk == source.pk:
+            self.add_error("copy_to", "The copy must go to another repository than the backups themselves.")
+        elif copy_to.is_restic or source.is_restic:
+            self.add_error("copy_to", "Copies between restic repositories, or between restic and archive "
+                                      "repositories, are not supported yet: choose two archive repositories.")
 
 
 class NotificationSettingsForm(forms.ModelForm):

@@ -48,17 +48,60 @@ def owned_backup_ids(*, policy: BackupPolicy, volume_name: str | None = None) ->
 
 
 def retention_records(*, policy: BackupPolicy, volume_name: str) -> list[retention.Record]:
-    """Every backup of the volume as retention sees it (owned: made by this policy)."""
+    """Every backup of the volume as retention sees it (owned: made by this policy, or the
+    policy's copy of one it made), each with its repository (rows from before
+    repositories count as the built-in folder's)."""
     from backups.models import Backup
+    from repositories.models import Repository
+    from repositories.services import KIND_COPY
 
     owned = owned_backup_ids(policy=policy, volume_name=volume_name)
+    builtin = Repository.objects.filter(builtin=True).values_list("pk", flat=True).first()
+
+    def copied_by_policy(b) -> bool:  # its copy job names the policy (the original may be pruned already)
+        return b.job.kind == KIND_COPY and (b.job.params or {}).get("policy") == policy.pk
+
     return [
         retention.Record(
             id=b.pk, at=b.finished_at or b.created_at, status=b.status, origin=b.origin, keep=b.keep,
-            verified=b.verified and not b.missing, owned=b.pk in owned, key=b.key,
+            verified=b.verified and not b.missing, owned=b.pk in owned or copied_by_policy(b),
+            key=b.key or b.snapshot_id, repository=b.repository_id or builtin,
         )
-        for b in Backup.objects.filter(volume_name=volume_name)
+        for b in Backup.objects.filter(volume_name=volume_name).select_related("job")
     ]
+
+
+def repository_listing(repository_id: int | None, volume_name: str) -> set[str]:
+    """The keys (archives) or snapshot ids (restic) the repository holds for the volume;
+    raises whatever the backend raises when it cannot be listed."""
+    from backups.storage import get_storage, storage_for
+    from repositories.models import Repository
+
+    repo = Repository.objects.filter(pk=repository_id).first() if repository_id else None
+    if repo is not None and repo.is_restic:
+        from repositories import restic
+
+        if not hasattr(restic, "restic_snapshots"):
+            raise CargoholdError(f"{repo.name}: restic snapshots cannot be listed by this Cargohold yet.")
+        return {str(s.get("id", "")) for s in restic.restic_snapshots(repo)
+                if f"volume:{volume_name}" in (s.get("tags") or [])} - {""}
+    storage = storage_for(repo) if repo is not None else get_storage()
+    return set(storage.list_keys(prefix=f"{volume_name}/"))
+
+
+def _merge(plans: dict[str, retention.Plan]) -> retention.Plan:
+    """One plan from each repository's: what each keeps and deletes, and every refusal
+    named by its repository (a refusal in one does not stop deletions in another)."""
+    merged = retention.Plan()
+    refusals = []
+    for name, plan in plans.items():
+        merged.keep.update(plan.keep)
+        merged.delete += plan.delete
+        merged.untouchable += plan.untouchable
+        if plan.refused:
+            refusals.append(plan.refused if len(plans) == 1 else f"{name}: {plan.refused}")
+    merged.refused = " ".join(refusals)
+    return merged
 
 
 def retention_apply(
@@ -74,23 +117,39 @@ def retention_apply(
     """
     from backups.models import Backup
     from backups.worker import backup_delete
-    from backups.storage import get_storage
+    from repositories.models import Repository
 
     now = now or timezone.now()
     tz = cron.zone(policy.timezone)
     if records is None:
         records = retention_records(policy=policy, volume_name=volume_name)
+    # Each repository is its own set of backups: the rules, the listing and the safety
+    # rules (the newest verified backup kept) apply to each on its own.
+    groups: dict[int | None, list[retention.Record]] = {}
+    for record in records:
+        groups.setdefault(record.repository, []).append(record)
+    names = dict(Repository.objects.filter(pk__in=[g for g in groups if g]).values_list("pk", "name"))
     if dry_run:
-        return PruneOutcome(volume_name, retention.preview(records, policy.rules, now=now, tz=tz))
-    keys: set[str] | None
-    error = ""
-    try:
-        keys = set(get_storage().list_keys(prefix=f"{volume_name}/"))
-    except Exception as exc:  # whatever the backend raises: the listing failed, delete nothing
-        keys, error = None, f"The backup storage could not be listed: {exc}"
-    plan = retention.plan(records, policy.rules, now=now, tz=tz, new_backup_succeeded=new_backup_succeeded,
-                          storage_keys=keys)
-    outcome = PruneOutcome(volume_name, plan, error=error)
+        return PruneOutcome(volume_name, _merge({
+            names.get(repo_id, "local"): retention.preview(group, policy.rules, now=now, tz=tz)
+            for repo_id, group in groups.items()}))
+    plans, errors = {}, []
+    for repo_id, group in groups.items():
+        name = names.get(repo_id, "local")
+        keys: set[str] | None
+        if not any(r.candidate for r in group):
+            keys = set()  # nothing of the policy's here: no listing needed
+        else:
+            try:
+                keys = repository_listing(repo_id, volume_name)
+            except Exception as exc:  # whatever the backend raises: the listing failed, delete nothing there
+                keys = None
+                errors.append(f"The backup storage could not be listed ({name}): {exc}"
+                              if len(groups) > 1 else f"The backup storage could not be listed: {exc}")
+        plans[name] = retention.plan(group, policy.rules, now=now, tz=tz,
+                                     new_backup_succeeded=new_backup_succeeded, storage_keys=keys)
+    plan = _merge(plans)
+    outcome = PruneOutcome(volume_name, plan, error=" ".join(errors))
     if plan.refused:
         logger.warning("policy %s, volume %s: %s", policy.name, volume_name, plan.refused)
     for record in plan.delete:

@@ -44,7 +44,8 @@ class Record:
     keep: bool = False
     verified: bool = True
     owned: bool = True  # made by this policy's runs
-    key: str = ""  # the archive's storage key
+    key: str = ""  # the archive's storage key (a restic backup: its snapshot id)
+    repository: int | None = None  # which repository it is in (rules and safety apply per repository)
 
     @property
     def succeeded(self) -> bool:

@@ -111,7 +111,7 @@ def policy_run(
                             backup = backup_start(
                                 volume_name=name, user=user, trigger=job_trigger, origin=Backup.Origin.SCHEDULE,
                                 stop_containers=True if policy.stop_containers else None,
-                                compression=policy.compression,
+                                compression=policy.compression, repository=policy.repository,
                             )
                     except CargoholdError as exc:
                         run.outcome, run.outcome_at = PolicyRun.Status.FAILED, timezone.now()
@@ -190,9 +190,13 @@ def run_move_on(run: PolicyRun) -> None:
     if status == PolicyRun.Status.RUNNING and run.verify_job_id is None and not run.job.is_active:
         _verify_start(run)
     elif status == PolicyRun.Status.SUCCEEDED:
-        PolicyRun.objects.filter(pk=run.pk, prune_state=PolicyRun.Prune.NONE).update(
+        first = PolicyRun.objects.filter(pk=run.pk, prune_state=PolicyRun.Prune.NONE).update(
             prune_state=PolicyRun.Prune.PENDING
         )
+        if first and run.policy.copy_to_id:  # once per run: only the follower that moved it on
+            from repositories.worker import copy_after_run
+
+            copy_after_run(run)
 
 
 def runs_on_job_ended(sender=None, *, job, **kwargs) -> None:

@@ -24,6 +24,8 @@ def _policy_params(policy: BackupPolicy) -> dict:
         "stop_containers": policy.stop_containers, "verify_after_backup": policy.verify_after_backup,
         "enabled": policy.enabled, "retention": policy.rules.describe(),
         "overdue_grace_minutes": policy.overdue_grace_minutes,
+        "repository": policy.repository.name if policy.repository_id else "(default)",
+        "copy_to": policy.copy_to.name if policy.copy_to_id else "",
     }
 
 

@@ -128,6 +128,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     if env("CARGOHOLD_TEST_DB"):
         DATABASES["default"]["TEST"] = {"NAME": env("CARGOHOLD_TEST_DB")}
 
+# Which Cargohold this is, on the containers it starts (volumes.engine.helper_labels): job
+# ids are unique within one database only. Default: derived from the database's identity,
+# the same for every process of one installation; set it when two share one database name.
+INSTALL_ID = env("CARGOHOLD_INSTALL_ID", "") or __import__("hashlib").sha256(
+    "|".join(str(DATABASES["default"].get(k) or "") for k in ("ENGINE", "HOST", "PORT", "NAME")).encode()
+).hexdigest()[:12]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -212,17 +219,23 @@ HELPER_IMAGE = env("CARGOHOLD_HELPER_IMAGE", "busybox:stable")
 # GNU tar + zstd (+ restic) run next to the data (helper/, scripts/setup.sh); empty: none.
 DATA_HELPER_IMAGE = env("CARGOHOLD_DATA_HELPER_IMAGE", "cargohold-data-helper:current")
 # auto: the data helper when its image is on the engine, else the engine's archive
-# endpoint; helper: the helper or fail; engine: always the archive endpoint. Default
-# engine: measured (bench/backup.py, 1 GiB), the helper's backup is faster but its
-# restore (GNU tar fed through the attach stream) is not yet; see README "Speed".
-DATA_PATH = env("CARGOHOLD_DATA_PATH", "engine")
+# endpoint; helper: the helper or fail; engine: always the archive endpoint (loses user.*
+# xattrs, ACLs, sub-second times and holes; slower: README "Speed").
+DATA_PATH = env("CARGOHOLD_DATA_PATH", "auto")
 if DATA_PATH not in ("auto", "helper", "engine"):
     raise ValueError(f"CARGOHOLD_DATA_PATH must be auto, helper or engine, got {DATA_PATH!r}")
 BACKUP_ROOT = Path(env("BACKUP_ROOT", str(VAR_DIR / "backups")))
 # A backup waits this long in the queue for another operation on its volume, then is refused.
 BACKUP_LOCK_WAIT_SECONDS = env_int("BACKUP_LOCK_WAIT_SECONDS", 300)
 BACKUP_ZSTD_LEVEL = env_int("BACKUP_ZSTD_LEVEL", 3)
+# Engine-path zstd archives are cut into independent frames of this much tar (the data
+# helper's pzstd picks its own: 8 MiB at level 3). backups.partial reads
+# one file by decompressing only the frames that hold it; plain `zstd -dc` reads them all).
+BACKUP_FRAME_BYTES = env_int("BACKUP_FRAME_BYTES", 32 << 20)
 BACKUP_GZIP_LEVEL = env_int("BACKUP_GZIP_LEVEL", 6)
+# S3 archives go up in parts of this size (at least 5 MiB; a worker holds about two; the
+# size doubles after 1,000 parts, triples after 2,000...: S3 allows 10,000 parts).
+S3_PART_SIZE = env_int("CARGOHOLD_S3_PART_SIZE", 8 << 20)
 
 SYNC_INTERVAL_SECONDS = env_int("SYNC_INTERVAL_SECONDS", 30)
 SIZE_REFRESH_SECONDS = env_int("SIZE_REFRESH_SECONDS", 300)
@@ -403,6 +416,19 @@ DRILL_PROBE_TIMEOUT_SECONDS = env_int("DRILL_PROBE_TIMEOUT_SECONDS", 600)
 DRILL_SERVER_START_SECONDS = env_int("DRILL_SERVER_START_SECONDS", 120)
 CELERY_BEAT_SCHEDULE["start-due-drills"] = {
     "task": "drills.tasks.start_due_drills",
+    "schedule": timedelta(hours=1),
+    "options": {"expires": 3600},
+}
+
+# --- restic repositories (repositories.restic) -------------------------------------------
+# Each restic repository is pruned (its forgotten snapshots' data removed) this often;
+# 0: never on a schedule (the Prune button only). Beat looks hourly for the ones due.
+RESTIC_PRUNE_EVERY_DAYS = env_int("RESTIC_PRUNE_EVERY_DAYS", 7)
+# What `restic check` reads back when a restic backup is verified, unless the repository
+# says otherwise (Repository.verify_read_subset): a percentage, n/m, or a size (500M).
+RESTIC_VERIFY_READ_SUBSET = env("RESTIC_VERIFY_READ_SUBSET", "5%")
+CELERY_BEAT_SCHEDULE["prune-restic-repositories"] = {
+    "task": "repositories.tasks.restic_prune_due",
     "schedule": timedelta(hours=1),
     "options": {"expires": 3600},
 }

@@ -20,7 +20,8 @@ urlpatterns = [
     path("", include("restores.urls")),
     path("", include("insights.urls")),
     path("", include("policies.urls")),
-    path("", include("drills.urls")),  # a policy's hooks and restore drills (Admins)
+    path("", include("drills.urls")),
+    path("repositories/", include("repositories.urls")),  # where backups go (Admins)  # a policy's hooks and restore drills (Admins)
     path("", include("api.site_urls")),  # /api/v1/, /api/schema/, /api/docs/, /accounts/tokens/
     path("", include("metrics.urls")),  # /metrics
 ]

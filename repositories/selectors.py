@@ -37,3 +37,18 @@ def repository_named(name: str | None) -> Repository:
 
         names = ", ".join(Repository.objects.values_list("name", flat=True)) or "none yet"
         raise CargoholdError(f"There is no repository called {name!r} (there are: {names}).") from None
+
+
+def repositories_with_counts():
+    """The repositories page's rows: each with its backups' count (the built-in folder's
+    include rows from before repositories)."""
+    from django.db.models import Count
+
+    from backups.models import Backup
+
+    rows = list(Repository.objects.annotate(backups_count=Count("backups")).order_by("-builtin", "name"))
+    unassigned = Backup.objects.filter(repository__isnull=True).count()
+    for repo in rows:
+        if repo.builtin:
+            repo.backups_count += unassigned
+    return rows

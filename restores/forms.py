@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
+from project.errors import Refused
+from restores.services import clean_restore_paths
 from volumes.forms import NAME_HELP, known_drivers, pair_rows, parse_pairs, validate_volume_name
 from volumes.models import Volume
 
@@ -13,7 +15,46 @@ ALLOW_DEVICES_HELP = (
 )
 
 
-class RestoreNewForm(forms.Form):
+class PathsField(forms.Field):
+    """`paths`: repeated hidden inputs (the file browser's checkboxes, carried to the form);
+    checked against the backup by the restore service (clean_restore_paths)."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value):
+        return [str(v) for v in (value or [])]
+
+
+class SelectedPathsMixin:
+    """A restore of some files and folders only: `paths` ([] = the whole backup), taken
+    from the query string on the form's first showing, posted back as hidden inputs;
+    checked both times by services.clean_restore_paths (the one set of rules)."""
+
+    def _init_paths(self, backup, selected) -> None:
+        self.backup = backup
+        self.paths_problem = ""
+        if self.is_bound:
+            return
+        try:
+            self.initial["paths"] = clean_restore_paths(backup, selected)
+        except Refused as exc:
+            self.initial["paths"] = []
+            self.paths_problem = str(exc)
+
+    def clean_paths(self):
+        try:
+            return clean_restore_paths(self.backup, self.cleaned_data["paths"])
+        except Refused as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    @property
+    def selected_paths(self) -> list[str]:
+        if self.is_bound:
+            return (getattr(self, "cleaned_data", None) or {}).get("paths") or []
+        return self.initial.get("paths") or []
+
+
+class RestoreNewForm(SelectedPathsMixin, forms.Form):
     name = forms.CharField(max_length=255, label="New volume's name", help_text=NAME_HELP, strip=True)
     driver = forms.ChoiceField(
         error_messages={"invalid_choice": "The engine has no volume driver named %(value)s (see the list)."},
@@ -21,11 +62,14 @@ class RestoreNewForm(forms.Form):
     allow_devices = forms.BooleanField(required=False, label="Allow device nodes", help_text=ALLOW_DEVICES_HELP)
     # Off by default: with Compose's labels the copy would join the project (and count as reclaimable).
     copy_compose_labels = forms.BooleanField(required=False, label="Copy the Compose labels too")
+    paths = PathsField(required=False)
 
-    def __init__(self, *args, manifest: dict, **kwargs):
+    def __init__(self, *args, manifest: dict, backup, selected=(), **kwargs):
         """`manifest`: services.restore_defaults (what the restore starts from, and whether
-        this user may choose a driver, options and device nodes)."""
+        this user may choose a driver, options and device nodes); `selected`: the paths
+        the file browser sent (the query string's `paths`)."""
         super().__init__(*args, **kwargs)
+        self._init_paths(backup, selected)
         self.may_choose = manifest["may_choose"]
         if self.may_choose:
             drivers = known_drivers()
@@ -63,7 +107,7 @@ class RestoreNewForm(forms.Form):
         return cleaned
 
 
-class RestoreInPlaceForm(forms.Form):
+class RestoreInPlaceForm(SelectedPathsMixin, forms.Form):
     confirm_name = forms.CharField(max_length=255, label="Type the volume's name to confirm", strip=False)
     allow_devices = forms.BooleanField(required=False, label="Allow device nodes", help_text=ALLOW_DEVICES_HELP)
     # Asked for imported backups; the service refuses without it.
@@ -72,8 +116,12 @@ class RestoreInPlaceForm(forms.Form):
                               "to replace the volume's content",
     )
 
-    def __init__(self, *args, volume_name: str, may_choose: bool = True, imported: bool = False, **kwargs):
+    paths = PathsField(required=False)
+
+    def __init__(self, *args, backup, volume_name: str, may_choose: bool = True, imported: bool = False,
+                 selected=(), **kwargs):
         super().__init__(*args, **kwargs)
+        self._init_paths(backup, selected)
         self.volume_name = volume_name
         self.may_choose = may_choose
         self.imported = imported

@@ -141,8 +141,54 @@ def check_restorable(backup: Backup) -> None:
     if not backup.is_restorable:
         why = "its archive is missing from storage" if backup.missing else f"it {backup.status}"
         raise Refused(f"Backup #{backup.pk} cannot be restored: {why}.")
-    if not backup.sha256:
+    if not backup.sha256 and not backup.snapshot_id:  # restic checks its own data (restic check)
         raise Refused(f"Backup #{backup.pk} has no recorded checksum; verify it first.")
+
+
+# --- only some paths ------------------------------------------------------------------------
+
+MAX_PATHS = 1000
+
+
+def clean_restore_paths(backup: Backup, paths) -> list[str]:
+    """The paths of a restore of some files and folders only, checked against the backup's
+    file index: each relative (no leading "/", no "." or ".." component, no control
+    characters), present in the index, at most MAX_PATHS, duplicates dropped. Raises
+    Refused with a message naming the first problem; [] means the whole backup."""
+    from backups.file_index import index_entry, index_has_entries
+
+    paths = list(paths or [])
+    if not paths:
+        return []
+    if len(paths) > MAX_PATHS:
+        raise Refused(f"Choose at most {MAX_PATHS} files and folders to restore (or restore the whole backup); "
+                      "nothing was restored.")
+    cleaned: list[str] = []
+    for raw in paths:
+        if not isinstance(raw, str) or not raw.strip():
+            raise Refused("An empty path was given; nothing was restored.")
+        if raw.startswith("/"):
+            raise Refused(f"{raw[:200]!r} is an absolute path: paths are relative to the volume's root "
+                          "(app/config.yml); nothing was restored.")
+        if any(ord(c) < 32 or c == "\x7f" for c in raw) or len(raw) > 4096:
+            raise Refused(f"{raw[:200]!r} is not a path a volume can hold; nothing was restored.")
+        parts = [p for p in raw.split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise Refused(f"{raw[:200]!r} holds a '.' or '..' component: paths are relative to the volume's root; "
+                          "nothing was restored.")
+        if not parts:
+            raise Refused("The volume's root is the whole backup: restore it without choosing paths.")
+        cleaned.append("/".join(parts))
+    cleaned = list(dict.fromkeys(cleaned))
+    if not index_has_entries(backup):
+        raise Refused(f"Backup #{backup.pk} has no file index (it was made before Cargohold kept one, or found "
+                      "without it): restore it whole; nothing was restored.")
+    missing = [p for p in cleaned if index_entry(backup, p) is None]
+    if missing:
+        shown = ", ".join(repr(p[:200]) for p in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3
+                                                                 else "")
+        raise Refused(f"Backup #{backup.pk} does not hold {shown}; nothing was restored.")
+    return cleaned
 
 
 # --- starting a restore -------------------------------------------------------------------
@@ -166,7 +212,9 @@ def _create_restore(*, backup: Backup, mode: str, volume_name: str, kind: str, u
                     "source_volume": backup.volume_name, "trigger": trigger,
                     **({"driver": restore.driver, "options": restore.options, "labels": restore.labels}
                        if mode == Restore.Mode.NEW else {}),
-                    "allow_devices": restore.allow_devices, "origin": backup.origin, **(audit_extra or {})},
+                    "allow_devices": restore.allow_devices, "origin": backup.origin,
+                    **({"paths": restore.paths[:20], "path_count": len(restore.paths)} if restore.paths else {}),
+                    **(audit_extra or {})},
         )
     return restore
 
@@ -174,9 +222,10 @@ def _create_restore(*, backup: Backup, mode: str, volume_name: str, kind: str, u
 def restore_new_start(
     *, backup: Backup, volume_name: str, driver: str | None = None, options: dict | None = None,
     labels: dict | None = None, allow_devices: bool = False, user=None, trigger: str = "user",
-    requested_by: str = "", queue: str | None = None,
+    requested_by: str = "", queue: str | None = None, paths: list[str] | None = None,
 ) -> Restore:
-    """Queue a restore of `backup` into a new volume `volume_name`.
+    """Queue a restore of `backup` into a new volume `volume_name` (only `paths`, files
+    and folders of its file index, when given: `clean_restore_paths`).
 
     Driver, options and labels default to `restore_defaults` (the form shows them for
     editing; Compose's labels are left out): the manifest's, except that a user who may not create volumes gets the plain
@@ -214,16 +263,20 @@ def restore_new_start(
             f"{'were' if len(redacted) > 1 else 'was'} not stored in the backup (secrets are not written "
             "beside archives): type the real value before restoring.", **refusal,
         )
+    try:
+        paths = clean_restore_paths(backup, paths)
+    except Refused as exc:
+        refuse(str(exc), **refusal)
     return _create_restore(
         backup=backup, mode=Restore.Mode.NEW, volume_name=volume_name, kind=KIND_RESTORE_NEW,
         user=user, trigger=trigger, requested_by=requested_by, queue=queue,
-        driver=driver, options=options, labels=labels, allow_devices=allow_devices,
+        driver=driver, options=options, labels=labels, allow_devices=allow_devices, paths=paths,
     )
 
 
 def restore_in_place_start(
     *, backup: Backup, confirm_name: str, allow_devices: bool = False, confirm_imported: bool = False, user=None,
-    trigger: str = "user", requested_by: str = "", queue: str | None = None,
+    trigger: str = "user", requested_by: str = "", queue: str | None = None, paths: list[str] | None = None,
 ) -> Restore:
     """Queue a restore of `backup` over the content of its own volume (Admins).
 
@@ -232,7 +285,8 @@ def restore_in_place_start(
     `confirm_imported`. Device nodes need the permission to create volumes. The worker
     stops the containers that use the volume, takes a safety backup, empties the volume,
     writes the archive, and starts the containers again; if the write fails it puts the
-    safety backup back.
+    safety backup back. With `paths` only those files and folders are replaced (removed,
+    then written from the backup); the rest of the volume is left as it is.
     """
     name = backup.volume_name
     refusal = {"action": "restore_start", "user": user, "requested_by": requested_by, "object_name": name,
@@ -263,9 +317,13 @@ def restore_in_place_start(
             f"Restore #{unfinished.pk} has not yet put the previous content of {name} back (its page says why): "
             "wait for the recovery, press its button, or dismiss it first.", **refusal,
         )
+    try:
+        paths = clean_restore_paths(backup, paths)
+    except Refused as exc:
+        refuse(str(exc), **refusal)
     return _create_restore(
         backup=backup, mode=Restore.Mode.IN_PLACE, volume_name=name, kind=KIND_RESTORE_IN_PLACE,
-        user=user, trigger=trigger, requested_by=requested_by, queue=queue, allow_devices=allow_devices,
+        user=user, trigger=trigger, requested_by=requested_by, queue=queue, allow_devices=allow_devices, paths=paths,
         audit_extra={"confirm_imported": bool(confirm_imported)} if backup.origin == Backup.Origin.IMPORTED else {},
     )
 

@@ -36,36 +36,39 @@ def restore_new(request, backup_id: int):
     options only for those who may create volumes) and start."""
     backup = _get_backup_for_user(request, backup_id, roles.RESTORE_NEW)
     manifest = services.restore_defaults(backup=backup, user=request.user)
-    form = RestoreNewForm(request.POST or None, manifest=manifest,
+    form = RestoreNewForm(request.POST or None, manifest=manifest, backup=backup,
+                          selected=request.GET.getlist("paths"),
                           initial={"name": services.suggested_name(backup), "driver": manifest["driver"]})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
             restore = services.restore_new_start(
                 backup=backup, volume_name=data["name"], driver=data["driver"] or None, options=data["options"],
-                labels=data["labels"], allow_devices=data["allow_devices"], user=request.user,
+                labels=data["labels"], allow_devices=data["allow_devices"], paths=data["paths"], user=request.user,
             )
         except CargoholdError as exc:
             form.add_error(None, str(exc))
         else:
             return redirect("restore_detail", restore_id=restore.pk)
     context = {"backup": backup, "form": form, "manifest": manifest}
-    return render(request, "restores/new.html", context, status=400 if request.method == "POST" else 200)
+    return render(request, "restores/new.html", context,
+                  status=400 if request.method == "POST" or form.paths_problem else 200)
 
 
 @require_http_methods(["GET", "POST"])
 def restore_in_place(request, backup_id: int):
     """Restore a backup over its own volume (Admins), confirmed by typing the volume's name."""
     backup = _get_backup_for_user(request, backup_id, roles.RESTORE_IN_PLACE)
-    form = RestoreInPlaceForm(request.POST or None, volume_name=backup.volume_name,
+    form = RestoreInPlaceForm(request.POST or None, backup=backup, volume_name=backup.volume_name,
                               may_choose=services.may_choose_volume_settings(request.user),
-                              imported=backup.origin == Backup.Origin.IMPORTED)
+                              imported=backup.origin == Backup.Origin.IMPORTED, selected=request.GET.getlist("paths"))
     if request.method == "POST" and form.is_valid():
         try:
             restore = services.restore_in_place_start(
                 backup=backup, confirm_name=form.cleaned_data["confirm_name"],
                 allow_devices=form.cleaned_data["allow_devices"],
-                confirm_imported=form.cleaned_data["confirm_imported"], user=request.user,
+                confirm_imported=form.cleaned_data["confirm_imported"], paths=form.cleaned_data["paths"],
+                user=request.user,
             )
         except CargoholdError as exc:
             form.add_error(None, str(exc))
@@ -73,7 +76,8 @@ def restore_in_place(request, backup_id: int):
             return redirect("restore_detail", restore_id=restore.pk)
     context = {"backup": backup, "form": form, "volume": backup.volume if backup.volume_id else None,
                "running": selectors.running_users(volume_name=backup.volume_name)}
-    return render(request, "restores/in_place.html", context, status=400 if request.method == "POST" else 200)
+    return render(request, "restores/in_place.html", context,
+                  status=400 if request.method == "POST" or form.paths_problem else 200)
 
 
 @require_GET

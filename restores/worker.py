@@ -24,7 +24,7 @@ from accounts.services import audit_record
 from backups.consistency import containers_stopped, start_again
 from backups.models import Backup
 from backups.services import KIND_BACKUP, lock_wait_seconds
-from backups.storage import StorageError, get_storage
+from backups.storage import StorageError, backup_storage
 from backups.worker import backup_write
 from jobs.locks import backup_lock, volume_lock
 from jobs.models import Job
@@ -33,7 +33,7 @@ from jobs.services import OWNER_GONE_ERROR, job_create
 from project.db import save_fields
 from project.errors import CargoholdError, Refused
 from project.redact import scrubbed
-from restores import archive_io
+from restores import archive_io, restic_io
 from restores.rollback import containers_text, is_own_helper, roll_back, running_users
 from restores.models import Restore
 from restores.services import check_restorable
@@ -93,7 +93,19 @@ def restore_perform(ctx: JobContext) -> dict:
     if backup is None:
         raise Refused("The backup to restore from was deleted; nothing was restored.")
     check_restorable(backup)
-    if restore.in_place:
+    if restic_io.is_restic(backup):  # a restic snapshot: restic restores it (restores.restic_io)
+        if restore.in_place:
+            restic_io.restic_restore_in_place(ctx, restore, backup)
+        else:
+            restic_io.restic_restore_new(ctx, restore, backup)
+    elif restore.paths:  # some files and folders of an archive (restores.partial)
+        from restores import partial
+
+        if restore.in_place:
+            partial.restore_paths_in_place(ctx, restore, backup)
+        else:
+            partial.restore_paths_new(ctx, restore, backup)
+    elif restore.in_place:
         _restore_in_place(ctx, restore, backup)
     else:
         _restore_new(ctx, restore, backup)
@@ -121,8 +133,32 @@ def _check_phase(ctx: JobContext, restore: Restore, backup: Backup, storage, *, 
     return sha, result
 
 
+def _recorded_sha(backup: Backup, storage, *, untouched: str) -> str:
+    try:
+        return archive_io.recorded_checksum(backup, storage)
+    except (ArchiveError, UnsafeArchive, StorageError) as exc:
+        raise type(exc)(f"{exc} {untouched}") from None
+
+
+def _single_pass_phase(ctx: JobContext, restore: Restore, backup: Backup, storage, *, sha: str, image: str) -> None:
+    """Check and write in one read of the archive (archive_io.write_archive_single_pass)."""
+    archive_io.check_free_space(restore.volume_name, needed=backup.data_bytes, job_id=ctx.job.pk)
+    ctx.step(f"Checking every member and writing {backup.file_count} files into {restore.volume_name}",
+             number=1, of=1, total=backup.size_bytes)
+    began = time.monotonic()
+    result = archive_io.write_archive_single_pass(
+        volume_name=restore.volume_name, key=backup.key, sha256=sha, allow_devices=restore.allow_devices,
+        job_id=ctx.job.pk, image=image, storage=storage, file_count=backup.file_count,
+        limit=archive_io.recorded_expansion(backup), on_bytes=ctx.advance_checked,
+        check_cancelled=ctx.check_cancelled)
+    save_fields(restore, layout=result.layout.value, file_count=result.stats.file_count,
+                tar_bytes=result.stats.tar_bytes)
+    ctx.result.update(data_path="helper", single_pass=True, data_bytes=result.stats.data_bytes,
+                      write_seconds=round(time.monotonic() - began, 3))
+
+
 def _write_phase(ctx: JobContext, restore: Restore, *, key: str, compression: str, sha: str, layout: Layout,
-                 total: int | None, message: str, of: int) -> None:
+                 total: int | None, message: str, of: int, storage=None) -> None:
     archive_io.check_free_space(restore.volume_name, needed=ctx.result.get("data_bytes"), job_id=ctx.job.pk)
     ctx.step(message, number=of, of=of, total=total)  # the write is the last step
 
@@ -131,7 +167,7 @@ def _write_phase(ctx: JobContext, restore: Restore, *, key: str, compression: st
 
     began = time.monotonic()
     ctx.result["data_path"] = archive_io.write_archive(
-        volume_name=restore.volume_name, key=key, compression=compression, layout=layout,
+        volume_name=restore.volume_name, key=key, compression=compression, layout=layout, storage=storage,
         allow_devices=restore.allow_devices, sha256=sha, job_id=ctx.job.pk, on_bytes=on_bytes,
         check_cancelled=ctx.check_cancelled,
         limit=ExpansionLimit(restore.tar_bytes, "the size found when it was checked") if restore.tar_bytes else None)
@@ -140,10 +176,15 @@ def _write_phase(ctx: JobContext, restore: Restore, *, key: str, compression: st
 
 def _restore_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
     name = restore.volume_name
-    storage = get_storage()
+    storage = backup_storage(backup)
     with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()):
         with ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
-            sha, result = _check_phase(ctx, restore, backup, storage, untouched="No volume was created.", of=2)
+            # Own archives into a new volume: checked and written in one read (archive_io).
+            image = archive_io.single_pass_image(backup, in_place=False)
+            if image:
+                sha, result = _recorded_sha(backup, storage, untouched="No volume was created."), None
+            else:
+                sha, result = _check_phase(ctx, restore, backup, storage, untouched="No volume was created.", of=2)
             save_fields(restore, phase="creating")
             ctx.say(f"Creating volume {name}")
             if engine.volume_exists(name):
@@ -156,9 +197,13 @@ def _restore_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
                         options=scrubbed(restore.options))
             try:
                 save_fields(restore, phase="writing")
-                _write_phase(ctx, restore, key=backup.key, compression=backup.compression, sha=sha,
-                             layout=result.layout, total=result.stats.tar_bytes,
-                             message=f"Writing {result.stats.file_count} files into {name}", of=2)
+                if image:
+                    _single_pass_phase(ctx, restore, backup, storage, sha=sha, image=image)
+                else:
+                    _write_phase(ctx, restore, key=backup.key, compression=backup.compression, sha=sha,
+                                 layout=result.layout, total=result.stats.tar_bytes,
+                                 message=f"Writing {result.stats.file_count} files into {name}", of=2,
+                                 storage=storage)
                 save_fields(restore, written_at=timezone.now(),
                             outcome=f"Volume {name} was created with the content of backup {restore.backup_label}.")
             except BaseException as exc:
@@ -253,7 +298,7 @@ def _take_safety_backup(ctx: JobContext, restore: Restore) -> Backup:
 
 def _restore_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None:
     name = restore.volume_name
-    storage = get_storage()
+    storage = backup_storage(backup)
     with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()):
         with ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
             try:
@@ -278,7 +323,8 @@ def _restore_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None
                         save_fields(restore, emptied_at=timezone.now(), phase="writing")
                         _write_phase(ctx, restore, key=backup.key, compression=backup.compression, sha=sha,
                                      layout=result.layout, total=result.stats.tar_bytes,
-                                     message=f"Writing {result.stats.file_count} files into {name}", of=3)
+                                     message=f"Writing {result.stats.file_count} files into {name}", of=3,
+                                     storage=storage)
                         # The last step before success: nobody else touched the volume meanwhile.
                         ctx.say(f"Checking that no other container used {name} during the restore")
                         if intruders := _intruders(watch, restore):

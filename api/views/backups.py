@@ -1,14 +1,18 @@
 """Backups: list, start, detail, download, verify, delete; restores from a backup."""
 
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 
 from accounts import roles
 from api import permissions, serializers
+from api.pagination import Pagination
 from api.views.base import ApiView, Open, accepted, query
-from backups import selectors, services
+from backups import files_selectors, selectors, services
 from backups import views as backup_pages
 from restores import services as restore_services
 from restores.models import Restore
@@ -40,7 +44,8 @@ class BackupList(Open, generics.ListCreateAPIView):
         data = _valid(serializers.BackupStartSerializer, request)
         volume = permissions.get_volume(request, data["volume"], roles.RUN_BACKUP)
         backup = services.backup_start(volume_name=volume.name, user=request.user, request=request,
-                                       stop_containers=data["stop_containers"], compression=data["compression"])
+                                       stop_containers=data["stop_containers"], compression=data["compression"],
+                                       repository=data.get("repository") or None)
         return accepted({"backup": serializers.BackupSerializer(backup).data,
                          "job": serializers.JobSerializer(backup.job).data})
 
@@ -75,6 +80,46 @@ class BackupDownload(ApiView):
     def get(self, request, backup_id: int):
         backup = permissions.get_backup(request, backup_id, roles.DOWNLOAD_ARCHIVE)
         return backup_pages.download_response(request, backup)
+
+
+@extend_schema(tags=["backups"], responses=serializers.BackupFilesSerializer, parameters=[
+    query("path", "The folder to list, relative to the volume's root (\"\" or absent: the root)."),
+    query("q", "Search the whole backup for names holding this (case-insensitive; at most 500 hits)."),
+    query("page", "The page (of `page_size` entries, 50 unless said).", type=int),
+    query("page_size", "Entries per page, at most 500.", type=int),
+])
+class BackupFiles(ApiView):
+    """The backup's file index: a folder's entries (folders first, then by name), or the
+    entries whose name holds `q`. 404 for a path that is no folder of the backup."""
+
+    def get(self, request, backup_id: int):
+        backup = permissions.get_backup(request, backup_id)
+        query_text = files_selectors.clean_query(request.query_params.get("q"))
+        try:
+            path = files_selectors.clean_path(request.query_params.get("path"))
+        except files_selectors.BadPath as exc:
+            raise ValidationError({"path": [str(exc)]}) from None
+        listing = files_selectors.backup_listing(backup=backup, path=path, query=query_text,
+                                                 page=request.query_params.get("page"), per_page=_page_size(request))
+        if listing.missing:
+            raise Http404(f"{path} is not a folder in this backup.")
+        links = {"next": None, "previous": None}
+        if listing.page is not None:
+            url = request.build_absolute_uri()
+            if listing.page.has_next:
+                links["next"] = replace_query_param(url, "page", listing.page.page + 1)
+            if listing.page.page > 1:
+                links["previous"] = replace_query_param(url, "page", listing.page.page - 1)
+        return Response({
+            "path": path, "query": query_text, "indexed": listing.indexed, "count": listing.count, **links,
+            "results": serializers.BackupEntrySerializer(listing.rows, many=True).data,
+        })
+
+
+def _page_size(request) -> int:
+    """?page_size= as the API's lists read it (at most 500)."""
+    return min(files_selectors.page_number(request.query_params.get("page_size") or Pagination.page_size),
+               Pagination.max_page_size)
 
 
 @extend_schema(tags=["backups"], request=None, responses={202: serializers.JobSerializer})

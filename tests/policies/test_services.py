@@ -235,8 +235,9 @@ def test_pruning_keeps_by_the_rules_and_never_touches_manual_or_kept_backups(
     assert AuditEvent.objects.filter(action="retention_delete", object_name=str(deleted), result="ok").exists()
     assert AuditEvent.objects.filter(action="backup_delete", object_name=str(deleted)).exists()
     keys = set(get_storage().list_keys(prefix=f"{name}/"))
-    assert all(not k.startswith(f"{name}/") or Backup.objects.filter(key=k.removesuffix(".manifest.json")).exists()
-               for k in keys)
+    # Every object left (archive, manifest, file index) belongs to a backup that is kept.
+    assert all(not k.startswith(f"{name}/") or Backup.objects.filter(
+        key=k.removesuffix(".manifest.json").removesuffix(".index.jsonl.zst")).exists() for k in keys)
     last = PolicyRun.objects.filter(policy=policy).order_by("-pk").first()
     assert last.prune_state == "done"
 

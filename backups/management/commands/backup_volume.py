@@ -1,4 +1,4 @@
-"""python manage.py backup_volume NAME [--stop-containers] [--compression zstd|gzip] [--wait]"""
+"""python manage.py backup_volume NAME [--repository NAME] [--stop-containers] [--compression zstd|gzip] [--wait]"""
 
 import time
 
@@ -20,12 +20,14 @@ class Command(BaseCommand):
         stop.add_argument("--no-stop-containers", dest="stop_containers", action="store_false",
                           help="do not stop them, even if the volume's label says so")
         parser.add_argument("--compression", choices=["zstd", "gzip"], default="zstd")
+        parser.add_argument("--repository", default="",
+                            help="the repository to write to (its name); default: the default repository")
         parser.add_argument("--wait", action="store_true",
                             help="wait for the backup to end; exit 0 only if it succeeded")
         parser.add_argument("--timeout", type=float, default=0,
                             help="with --wait: give up waiting after this many seconds (0: no limit)")
 
-    def handle(self, *args, name, stop_containers, compression, wait, timeout, **options):
+    def handle(self, *args, name, stop_containers, compression, wait, timeout, repository, **options):
         from volumes.models import Volume
 
         if not Volume.objects.filter(name=name, gone_since__isnull=True).exists():
@@ -35,7 +37,7 @@ class Command(BaseCommand):
             mirror_sync_quietly()
         try:
             backup = services.backup_start(volume_name=name, trigger="cli", stop_containers=stop_containers,
-                                           compression=compression)
+                                           compression=compression, repository=repository or None)
         except CargoholdError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(str(backup.pk))

@@ -1,4 +1,4 @@
-"""python manage.py restore_backup ID (--to NEW_NAME | --in-place) [--wait]"""
+"""python manage.py restore_backup ID (--to NEW_NAME | --in-place) [--path P ...] [--wait]"""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -44,6 +44,9 @@ class Command(BaseCommand):
         parser.add_argument("--confirm-imported", action="store_true",
                             help="in place, from an imported backup: confirm that this archive was not made from "
                                  "this volume by Cargohold and is to replace its content")
+        parser.add_argument("--path", action="append", metavar="PATH", dest="paths",
+                            help="restore only this file or folder (relative to the volume's root, as list_files "
+                                 "shows it; repeat for several). In place, only these are replaced")
         parser.add_argument("--user", help="the Cargohold account to act as (recorded in the audit trail)")
         parser.add_argument("--wait", action="store_true", help="wait for the end; exit 0 only on success")
         parser.add_argument("--timeout", type=float, default=0, help="with --wait: give up after this many seconds")
@@ -59,6 +62,7 @@ class Command(BaseCommand):
                 restore = services.restore_in_place_start(
                     backup=backup, confirm_name=backup.volume_name, allow_devices=o["allow_devices"],
                     confirm_imported=o["confirm_imported"], user=user, trigger="cli", requested_by=requested_by,
+                    paths=o["paths"],
                 )
             else:
                 user, requested_by = acting_user(o["user"], roles.RESTORE_NEW, "restore into a new volume", backup)
@@ -67,6 +71,7 @@ class Command(BaseCommand):
                     options=_pairs(o["opt"], "opt") if o["opt"] else None,
                     labels=_pairs(o["label"], "label") if o["label"] else None,
                     allow_devices=o["allow_devices"], user=user, trigger="cli", requested_by=requested_by,
+                    paths=o["paths"],
                 )
         except CargoholdError as exc:
             raise CommandError(str(exc)) from None
