@@ -187,59 +187,18 @@ def restore_paths_new(ctx: JobContext, restore: Restore, backup: Backup) -> None
 
 
 def restore_paths_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None:
-    from backups.consistency import containers_stopped
-    from restores.rollback import containers_text, roll_back
-    from restores.worker import (
-        VolumeHeld,
-        _intruders,
-        _start_intruders_again,
-        _stop_intruders,
-        _take_safety_backup,
-    )
+    """The chosen paths replaced in the volume, the rest untouched: the steps and the
+    safety rules of every restore in place (restores.worker.restore_in_place_steps)."""
+    from restores.worker import restore_in_place_steps
 
-    name = restore.volume_name
     storage = backup_storage(backup)
-    with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()):
-        with ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
-            try:
-                engine.inspect_volume(name)
-            except engine.NotFound:
-                raise Refused(f"The volume {name} no longer exists on the engine; nothing was restored.") from None
-            _find(ctx, restore, backup, untouched="The volume was not touched.", of=3)
-            save_fields(restore, phase="stopping")
-            kept_stopped: list = []
-            try:
-                with containers_stopped(ctx, restore), engine.watch_mounts(name) as watch:
-                    safety = _take_safety_backup(ctx, restore)
-                    if intruders := _intruders(watch, restore):
-                        raise VolumeHeld(f"The {containers_text(intruders)} started while the safety backup was "
-                                         f"taken; the volume {name} was not changed.")
-                    # From here on a crash means "put the safety backup back" (as for a whole restore).
-                    save_fields(restore, rollback_pending=True, phase="writing")
-                    try:
-                        _write(ctx, restore, backup, storage, replace=True, of=3)
-                        ctx.say(f"Checking that no other container used {name} during the restore")
-                        if intruders := _intruders(watch, restore):
-                            raise VolumeHeld(f"The {containers_text(intruders)} started while the restore wrote "
-                                             f"into {name}, so the restore failed.")
-                        save_fields(restore, written_at=timezone.now(), rollback_pending=False, phase="starting",
-                                    outcome=f"In volume {name}, {what_text(restore)} now hold the content of backup "
-                                            f"{restore.backup_label}; the rest of the volume was not changed. Its "
-                                            f"previous content is in safety backup #{safety.pk}.")
-                    except BaseException as exc:
-                        intruders_stopped = _stop_intruders(ctx, restore)
-                        if not roll_back(ctx, restore, safety):
-                            kept_stopped = list(restore.stopped_containers)
-                            restore.stopped_containers = []
-                        elif intruders_stopped:
-                            _start_intruders_again(ctx, restore, intruders_stopped)
-                        if isinstance(exc, CargoholdError):
-                            raise type(exc)(f"{exc} {restore.outcome}") from exc
-                        raise
-            finally:
-                if kept_stopped:
-                    save_fields(restore, stopped_containers=kept_stopped, restart_pending=True,
-                                restart_error="Not started again: the volume's previous content is not back yet.")
-            if restore.restart_error:
-                save_fields(restore, outcome=f"{restore.outcome} {restore.restart_error}")
-    mirror_sync_quietly()
+
+    def check():
+        _find(ctx, restore, backup, untouched="The volume was not touched.", of=3)
+        return lambda: _write(ctx, restore, backup, storage, replace=True, of=3)
+
+    restore_in_place_steps(
+        ctx, restore, backup, check=check, empty=None,
+        outcome=lambda safety: (f"In volume {restore.volume_name}, {what_text(restore)} now hold the content of "
+                                f"backup {restore.backup_label}; the rest of the volume was not changed. Its "
+                                f"previous content is in safety backup #{safety.pk}."))

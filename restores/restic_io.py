@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from backups.consistency import containers_stopped
 from backups.models import Backup
 from backups.services import lock_wait_seconds
 from jobs.locks import backup_lock, volume_lock
@@ -134,58 +133,15 @@ def _clear(restore: Restore, *, job_id: int) -> None:
 
 
 def restic_restore_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None:
-    from restores.rollback import containers_text, roll_back
-    from restores.worker import (
-        VolumeHeld,
-        _intruders,
-        _start_intruders_again,
-        _stop_intruders,
-        _take_safety_backup,
-    )
+    """A snapshot (or its chosen paths) restored in place with the steps and safety rules
+    of every restore in place (restores.worker.restore_in_place_steps)."""
+    from restores.worker import restore_in_place_steps
 
-    name = restore.volume_name
-    with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()), \
-            ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
-        try:
-            engine.inspect_volume(name)
-        except engine.NotFound:
-            raise Refused(f"The volume {name} no longer exists on the engine; nothing was restored.") from None
+    def check():
         _check_snapshot(ctx, restore, backup, untouched="The volume was not touched.", of=3)
-        save_fields(restore, phase="stopping")
-        kept_stopped: list = []
-        try:
-            with containers_stopped(ctx, restore), engine.watch_mounts(name) as watch:
-                safety = _take_safety_backup(ctx, restore)
-                if intruders := _intruders(watch, restore):
-                    raise VolumeHeld(f"The {containers_text(intruders)} started while the safety backup was "
-                                     f"taken; the volume {name} was not changed.")
-                save_fields(restore, rollback_pending=True, phase="emptying")
-                try:
-                    _clear(restore, job_id=ctx.job.pk)
-                    save_fields(restore, emptied_at=timezone.now(), phase="writing")
-                    _write(ctx, restore, backup, of=3)
-                    ctx.say(f"Checking that no other container used {name} during the restore")
-                    if intruders := _intruders(watch, restore):
-                        raise VolumeHeld(f"The {containers_text(intruders)} started while the restore wrote "
-                                         f"into {name}, so the restore failed.")
-                    save_fields(restore, written_at=timezone.now(), rollback_pending=False, phase="starting",
-                                outcome=f"Volume {name} now holds {_what(restore, backup)} (backup "
-                                        f"{restore.backup_label}); its previous content is in safety backup "
-                                        f"#{safety.pk}.")
-                except BaseException as exc:
-                    intruders_stopped = _stop_intruders(ctx, restore)
-                    if not roll_back(ctx, restore, safety):
-                        kept_stopped = list(restore.stopped_containers)
-                        restore.stopped_containers = []
-                    elif intruders_stopped:
-                        _start_intruders_again(ctx, restore, intruders_stopped)
-                    if isinstance(exc, CargoholdError):
-                        raise type(exc)(f"{exc} {restore.outcome}") from exc
-                    raise
-        finally:
-            if kept_stopped:
-                save_fields(restore, stopped_containers=kept_stopped, restart_pending=True,
-                            restart_error="Not started again: the volume's previous content is not back yet.")
-        if restore.restart_error:
-            save_fields(restore, outcome=f"{restore.outcome} {restore.restart_error}")
-    mirror_sync_quietly()
+        return lambda: _write(ctx, restore, backup, of=3)
+
+    restore_in_place_steps(
+        ctx, restore, backup, check=check, empty=lambda: _clear(restore, job_id=ctx.job.pk),
+        outcome=lambda safety: (f"Volume {restore.volume_name} now holds {_what(restore, backup)} (backup "
+                                f"{restore.backup_label}); its previous content is in safety backup #{safety.pk}."))

@@ -297,16 +297,46 @@ def _take_safety_backup(ctx: JobContext, restore: Restore) -> Backup:
 
 
 def _restore_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None:
-    name = restore.volume_name
     storage = backup_storage(backup)
+    name = restore.volume_name
+
+    def check():
+        # Checked while the containers still run: a bad archive costs no downtime.
+        sha, result = _check_phase(ctx, restore, backup, storage, untouched="The volume was not touched.", of=3)
+
+        def write():
+            _write_phase(ctx, restore, key=backup.key, compression=backup.compression, sha=sha,
+                         layout=result.layout, total=result.stats.tar_bytes,
+                         message=f"Writing {result.stats.file_count} files into {name}", of=3, storage=storage)
+        return write
+
+    def empty():
+        ctx.step(f"Emptying volume {name}", number=3, of=3)
+        archive_io.empty_volume(volume_name=name, job_id=ctx.job.pk)
+
+    restore_in_place_steps(
+        ctx, restore, backup, check=check, empty=empty,
+        outcome=lambda safety: (f"Volume {name} now holds the content of backup {restore.backup_label}; "
+                                f"its previous content is in safety backup #{safety.pk}."))
+
+
+def restore_in_place_steps(ctx: JobContext, restore: Restore, backup: Backup, *, check, empty, outcome) -> None:
+    """The steps of every restore in place, whatever writes the content (a whole archive,
+    some of its paths, a restic snapshot): the volume's and the backup's locks; `check()`
+    while nothing has changed yet (it returns the function that writes); the containers
+    stopped; the safety backup; the engine's mount events watched; `empty()` if given
+    (a whole restore empties the volume; a partial one replaces only its paths, inside
+    its writer); the write; nobody else on the volume meanwhile; on any failure the
+    safety backup put back (containers kept stopped while it is not). `outcome(safety)`
+    is the success text."""
+    name = restore.volume_name
     with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()):
         with ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
             try:
                 engine.inspect_volume(name)
             except engine.NotFound:
                 raise Refused(f"The volume {name} no longer exists on the engine; nothing was restored.") from None
-            # Checked while the containers still run: a bad archive costs no downtime.
-            sha, result = _check_phase(ctx, restore, backup, storage, untouched="The volume was not touched.", of=3)
+            write = check()
             save_fields(restore, phase="stopping")
             kept_stopped: list = []
             try:
@@ -315,24 +345,20 @@ def _restore_in_place(ctx: JobContext, restore: Restore, backup: Backup) -> None
                     if intruders := _intruders(watch, restore):
                         raise VolumeHeld(f"The {containers_text(intruders)} started while the safety backup was "
                                          f"taken; the volume {name} was not changed.")
-                    # Written before emptying: from here on a crash means "put the safety backup back".
-                    save_fields(restore, rollback_pending=True, phase="emptying")
+                    # Written before the first change: from here on a crash means "put the safety backup back".
+                    save_fields(restore, rollback_pending=True, phase="emptying" if empty else "writing")
                     try:
-                        ctx.step(f"Emptying volume {name}", number=3, of=3)
-                        archive_io.empty_volume(volume_name=name, job_id=ctx.job.pk)
-                        save_fields(restore, emptied_at=timezone.now(), phase="writing")
-                        _write_phase(ctx, restore, key=backup.key, compression=backup.compression, sha=sha,
-                                     layout=result.layout, total=result.stats.tar_bytes,
-                                     message=f"Writing {result.stats.file_count} files into {name}", of=3,
-                                     storage=storage)
+                        if empty:
+                            empty()
+                            save_fields(restore, emptied_at=timezone.now(), phase="writing")
+                        write()
                         # The last step before success: nobody else touched the volume meanwhile.
                         ctx.say(f"Checking that no other container used {name} during the restore")
                         if intruders := _intruders(watch, restore):
                             raise VolumeHeld(f"The {containers_text(intruders)} started while the restore wrote "
                                              f"into {name}, so the restore failed.")
                         save_fields(restore, written_at=timezone.now(), rollback_pending=False, phase="starting",
-                                    outcome=f"Volume {name} now holds the content of backup {restore.backup_label}; "
-                                            f"its previous content is in safety backup #{safety.pk}.")
+                                    outcome=outcome(safety))
                     except BaseException as exc:
                         intruders_stopped = _stop_intruders(ctx, restore)
                         if not roll_back(ctx, restore, safety):
