@@ -807,11 +807,9 @@ def _link_targets(repository, snapshot_id: str, links: dict[str, dict]) -> None:
 
 def snapshot_path(path: str) -> str:
     """A path relative to the volume's root as restic names it in the snapshot."""
+    # Relative to the volume's root, as the file index and Restore.paths give them: a
+    # top-level folder may itself be called "data" (snapshot: /data/data/...).
     path = (path or "").strip("/")
-    if path.startswith("data/"):
-        path = path[5:]
-    elif path == "data":
-        path = ""
     if any(p in (".", "..") for p in path.split("/")) or "\x00" in path:
         raise Refused(f"{path!r} is not a path inside the volume.")
     return f"{MOUNT}/{path}" if path else MOUNT

@@ -26,20 +26,16 @@ import threading
 import time
 
 from django.db.models import Q, Sum
-from django.utils import timezone
 
 from backups import partial
 from backups.models import Backup, BackupEntry
-from backups.services import lock_wait_seconds
 from backups.storage import backup_storage
-from jobs.locks import backup_lock, volume_lock
 from jobs.runner import JobContext
 from project.db import save_fields
-from project.errors import CargoholdError, Refused
+from project.errors import Refused
 from restores import archive_io
 from restores.models import Restore
 from volumes import datahelper, engine
-from volumes.services import mirror_sync_quietly, volume_error_record
 
 # In place, each chosen member replaces what is there: a folder's whole old hierarchy goes.
 REPLACE_OPTIONS = "--recursive-unlink --unlink-first"
@@ -142,45 +138,18 @@ def _remove_paths(volume_name: str, paths: list[str], *, job_id: int) -> None:
 
 
 def restore_paths_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
-    from project.redact import scrubbed
-    from restores.worker import remove_own_volume
+    """Only the chosen paths, into a new volume (restores.worker.restore_new_steps)."""
+    from restores.worker import restore_new_steps
 
-    name = restore.volume_name
     storage = backup_storage(backup)
-    with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()):
-        with ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
-            _find(ctx, restore, backup, untouched="No volume was created.", of=2)
-            save_fields(restore, phase="creating")
-            ctx.say(f"Creating volume {name}")
-            if engine.volume_exists(name):
-                raise Refused(f"A volume named {name} already exists on the engine; nothing was changed.")
-            save_fields(restore, volume_create_requested=True)
-            ev = engine.create_volume(name=name, driver=restore.driver, options=restore.options,
-                                      labels=restore.labels)
-            save_fields(restore, volume_created_at=ev.created_at.isoformat() if ev.created_at else "",
-                        options=scrubbed(restore.options))
-            try:
-                save_fields(restore, phase="writing")
-                _write(ctx, restore, backup, storage, replace=False, of=2)
-                save_fields(restore, written_at=timezone.now(),
-                            outcome=f"Volume {name} was created with {what_text(restore)} from backup "
-                                    f"{restore.backup_label}.")
-            except BaseException as exc:
-                save_fields(restore, phase="removing")
-                removed, why = remove_own_volume(restore)
-                if removed:
-                    save_fields(restore, outcome=f"The restore failed; the half-filled volume {name} was removed.")
-                else:
-                    save_fields(restore, partial=True,
-                                outcome=f"The restore failed and the half-filled volume {name} could not be removed "
-                                        f"({why}): it is marked partial; remove it from this page.")
-                    mirror_sync_quietly()
-                    volume_error_record(name=name, error=f"Partial restore #{restore.pk}: {why}")
-                if isinstance(exc, CargoholdError):
-                    raise type(exc)(f"{exc} {restore.outcome}") from exc
-                raise
-            finally:
-                mirror_sync_quietly()
+
+    def check():
+        _find(ctx, restore, backup, untouched="No volume was created.", of=2)
+        return lambda: _write(ctx, restore, backup, storage, replace=False, of=2)
+
+    restore_new_steps(ctx, restore, backup, check=check,
+                      outcome=f"Volume {restore.volume_name} was created with {what_text(restore)} from backup "
+                              f"{restore.backup_label}.")
 
 
 # --- in place ----------------------------------------------------------------------------------------

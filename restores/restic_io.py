@@ -16,19 +16,14 @@ extended attributes; nothing else of the volume changes.
 
 from __future__ import annotations
 
-from django.utils import timezone
 
 from backups.models import Backup
-from backups.services import lock_wait_seconds
-from jobs.locks import backup_lock, volume_lock
 from jobs.runner import JobContext
 from project.db import save_fields
 from project.errors import CargoholdError, Refused
-from project.redact import scrubbed
 from restores import archive_io
 from restores.models import Restore
 from volumes import engine
-from volumes.services import mirror_sync_quietly, volume_error_record
 
 
 def is_restic(backup: Backup) -> bool:
@@ -83,43 +78,16 @@ def _write(ctx: JobContext, restore: Restore, backup: Backup, *, of: int) -> Non
 
 
 def restic_restore_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
-    from restores.worker import remove_own_volume
+    """A snapshot (or its chosen paths) into a new volume (restores.worker.restore_new_steps)."""
+    from restores.worker import restore_new_steps
 
-    name = restore.volume_name
-    with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()), \
-            ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
+    def check():
         _check_snapshot(ctx, restore, backup, untouched="No volume was created.", of=2)
-        save_fields(restore, phase="creating")
-        ctx.say(f"Creating volume {name}")
-        if engine.volume_exists(name):
-            raise Refused(f"A volume named {name} already exists on the engine; nothing was changed.")
-        save_fields(restore, volume_create_requested=True)
-        ev = engine.create_volume(name=name, driver=restore.driver, options=restore.options,
-                                  labels=restore.labels)
-        save_fields(restore, volume_created_at=ev.created_at.isoformat() if ev.created_at else "",
-                    options=scrubbed(restore.options))
-        try:
-            save_fields(restore, phase="writing")
-            _write(ctx, restore, backup, of=2)
-            save_fields(restore, written_at=timezone.now(),
-                        outcome=f"Volume {name} was created with {_what(restore, backup)} "
-                                f"(backup {restore.backup_label}).")
-        except BaseException as exc:
-            save_fields(restore, phase="removing")
-            removed, why = remove_own_volume(restore)
-            if removed:
-                save_fields(restore, outcome=f"The restore failed; the half-filled volume {name} was removed.")
-            else:
-                save_fields(restore, partial=True,
-                            outcome=f"The restore failed and the half-filled volume {name} could not be removed "
-                                    f"({why}): it is marked partial; remove it from this page.")
-                mirror_sync_quietly()
-                volume_error_record(name=name, error=f"Partial restore #{restore.pk}: {why}")
-            if isinstance(exc, CargoholdError):
-                raise type(exc)(f"{exc} {restore.outcome}") from exc
-            raise
-        finally:
-            mirror_sync_quietly()
+        return lambda: _write(ctx, restore, backup, of=2)
+
+    restore_new_steps(ctx, restore, backup, check=check,
+                      outcome=f"Volume {restore.volume_name} was created with {_what(restore, backup)} "
+                              f"(backup {restore.backup_label}).")
 
 
 def _clear(restore: Restore, *, job_id: int) -> None:

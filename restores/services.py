@@ -156,6 +156,7 @@ def clean_restore_paths(backup: Backup, paths) -> list[str]:
     characters), present in the index, at most MAX_PATHS, duplicates dropped. Raises
     Refused with a message naming the first problem; [] means the whole backup."""
     from backups.file_index import index_entry, index_has_entries
+    from backups.files_selectors import BadPath, clean_path
 
     paths = list(paths or [])
     if not paths:
@@ -170,15 +171,13 @@ def clean_restore_paths(backup: Backup, paths) -> list[str]:
         if raw.startswith("/"):
             raise Refused(f"{raw[:200]!r} is an absolute path: paths are relative to the volume's root "
                           "(app/config.yml); nothing was restored.")
-        if any(ord(c) < 32 or c == "\x7f" for c in raw) or len(raw) > 4096:
-            raise Refused(f"{raw[:200]!r} is not a path a volume can hold; nothing was restored.")
-        parts = [p for p in raw.split("/") if p]
-        if any(p in (".", "..") for p in parts):
-            raise Refused(f"{raw[:200]!r} holds a '.' or '..' component: paths are relative to the volume's root; "
-                          "nothing was restored.")
-        if not parts:
+        try:
+            path = clean_path(raw)  # the file browser's rules: no "." / "..", no control characters, bounded
+        except BadPath as exc:
+            raise Refused(f"{raw[:200]!r}: {exc} Nothing was restored.") from None
+        if not path:
             raise Refused("The volume's root is the whole backup: restore it without choosing paths.")
-        cleaned.append("/".join(parts))
+        cleaned.append(path)
     cleaned = list(dict.fromkeys(cleaned))
     if not index_has_entries(backup):
         raise Refused(f"Backup #{backup.pk} has no file index (it was made before Cargohold kept one, or found "

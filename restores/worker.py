@@ -177,14 +177,33 @@ def _write_phase(ctx: JobContext, restore: Restore, *, key: str, compression: st
 def _restore_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
     name = restore.volume_name
     storage = backup_storage(backup)
+
+    def check():
+        # Own archives into a new volume: checked and written in one read (archive_io).
+        image = archive_io.single_pass_image(backup, in_place=False)
+        if image:
+            sha = _recorded_sha(backup, storage, untouched="No volume was created.")
+            return lambda: _single_pass_phase(ctx, restore, backup, storage, sha=sha, image=image)
+        sha, result = _check_phase(ctx, restore, backup, storage, untouched="No volume was created.", of=2)
+        return lambda: _write_phase(ctx, restore, key=backup.key, compression=backup.compression, sha=sha,
+                                    layout=result.layout, total=result.stats.tar_bytes,
+                                    message=f"Writing {result.stats.file_count} files into {name}", of=2,
+                                    storage=storage)
+
+    restore_new_steps(ctx, restore, backup, check=check,
+                      outcome=f"Volume {name} was created with the content of backup {restore.backup_label}.")
+
+
+def restore_new_steps(ctx: JobContext, restore: Restore, backup: Backup, *, check, outcome: str) -> None:
+    """The steps of every restore into a new volume, whatever writes the content: the
+    locks; `check()` before anything exists (it returns the function that writes); the
+    name free on the engine; the volume created (recorded before and after, for the
+    recovery); the write; on any failure the half-filled volume removed, or marked
+    partial when the engine will not let it go."""
+    name = restore.volume_name
     with ctx.lock(volume_lock(name), wait_seconds=lock_wait_seconds()):
         with ctx.lock(backup_lock(backup.pk), wait_seconds=lock_wait_seconds()):
-            # Own archives into a new volume: checked and written in one read (archive_io).
-            image = archive_io.single_pass_image(backup, in_place=False)
-            if image:
-                sha, result = _recorded_sha(backup, storage, untouched="No volume was created."), None
-            else:
-                sha, result = _check_phase(ctx, restore, backup, storage, untouched="No volume was created.", of=2)
+            write = check()
             save_fields(restore, phase="creating")
             ctx.say(f"Creating volume {name}")
             if engine.volume_exists(name):
@@ -197,15 +216,8 @@ def _restore_new(ctx: JobContext, restore: Restore, backup: Backup) -> None:
                         options=scrubbed(restore.options))
             try:
                 save_fields(restore, phase="writing")
-                if image:
-                    _single_pass_phase(ctx, restore, backup, storage, sha=sha, image=image)
-                else:
-                    _write_phase(ctx, restore, key=backup.key, compression=backup.compression, sha=sha,
-                                 layout=result.layout, total=result.stats.tar_bytes,
-                                 message=f"Writing {result.stats.file_count} files into {name}", of=2,
-                                 storage=storage)
-                save_fields(restore, written_at=timezone.now(),
-                            outcome=f"Volume {name} was created with the content of backup {restore.backup_label}.")
+                write()
+                save_fields(restore, written_at=timezone.now(), outcome=outcome)
             except BaseException as exc:
                 save_fields(restore, phase="removing")
                 removed, why = remove_own_volume(restore)

@@ -80,7 +80,7 @@ def test_restics_words_become_errors_a_person_can_act_on(words, kind, says):
 
 def test_paths_are_named_inside_the_snapshot_and_patterns_escaped():
     assert restic.snapshot_path("dir/a.txt") == "/data/dir/a.txt"
-    assert restic.snapshot_path("data/dir") == "/data/dir" and restic.snapshot_path("") == "/data"
+    assert restic.snapshot_path("data/dir") == "/data/data/dir" and restic.snapshot_path("") == "/data"  # a folder named data
     assert restic._include_pattern("odd [name]*.txt") == r"/data/odd \[name]\*.txt"
     with pytest.raises(restic.Refused):
         restic.snapshot_path("../etc")

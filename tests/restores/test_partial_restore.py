@@ -120,11 +120,11 @@ def test_a_failed_partial_write_in_place_puts_the_safety_backup_back(settings, r
 
 @pytest.mark.parametrize("paths, words", [
     (["/dir"], "absolute path"),
-    (["dir/../etc"], "'..'"),
-    (["./dir"], "'.'"),
+    (["dir/../etc"], '".."'),
+    (["./dir"], '"."'),
     (["no/such/thing"], "does not hold 'no/such/thing'"),
     (["dir", "nope"], "does not hold 'nope'"),
-    (["bad\nname"], "not a path"),
+    (["bad\nname"], "control characters"),
     ([f"f{i}" for i in range(1001)], "at most 1000"),
     (["/"], "absolute path"),
 ])
