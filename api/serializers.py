@@ -1,7 +1,6 @@
 """What the API answers: explicit fields (nothing leaks by being added to a model later),
 secrets in driver options masked as on the pages."""
 
-from datetime import UTC, datetime
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -163,7 +162,10 @@ class BackupEntrySerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_modified_at(self, entry):
-        return datetime.fromtimestamp(entry.mtime, tz=UTC).isoformat() if entry.mtime else None
+        from backups.file_index import entry_time
+
+        when = entry_time(entry.mtime)
+        return when.isoformat() if when else None
 
 
 class BackupFilesSerializer(serializers.Serializer):

@@ -16,13 +16,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 from dataclasses import dataclass
 
 import zstandard
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, IntegerField, Q, Value, When
 
 from backups.models import Backup, BackupEntry
+from backups.storage import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,17 @@ IMPORT_LIMIT = 50_000_000  # entries read from a stored index at most
 
 def index_key(archive_key: str) -> str:
     return archive_key + INDEX_SUFFIX
+
+
+def entry_time(mtime):
+    """An entry's mtime as an aware UTC datetime, or None when there is none or it is out
+    of datetime's range (a file dated year 30,000 by a container, an untrusted index)."""
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.fromtimestamp(float(mtime), tz=UTC) if mtime else None
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def normalize_path(path: str) -> str:
@@ -218,8 +231,12 @@ def _valid_entry(data) -> dict:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value >= 1 << 62:
             raise ValueError(f"bad {name}")
         entry[name] = value
+    if entry["mode"] >= 1 << 31:  # the column's range (st_mode needs 17 bits)
+        raise ValueError("bad mode")
     mtime = data.get("mtime", 0)
-    if not isinstance(mtime, (int, float)) or isinstance(mtime, bool):
+    # Finite and within what datetime can show (NaN would break the NOT NULL column).
+    if not isinstance(mtime, (int, float)) or isinstance(mtime, bool) or not math.isfinite(mtime) \
+            or abs(mtime) > 253402300799:
         raise ValueError("bad mtime")
     entry["mtime"] = float(mtime)
     return entry
@@ -241,7 +258,7 @@ def index_import(backup: Backup, storage) -> int | None:
             for entry in _read_index(storage, key):
                 writer.add(entry)
             return writer.close()
-    except (ValueError, zstandard.ZstdError, OSError) as exc:
+    except (ValueError, RecursionError, zstandard.ZstdError, OSError, StorageError, DatabaseError) as exc:
         logger.warning("the stored index %s was not loaded: %s", key, exc)
         return None
 

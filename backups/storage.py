@@ -274,8 +274,12 @@ class LocalStorage(Storage):
 
     name = "local"
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, *, must_exist: bool = False):
         self.root = Path(root)
+        # A repository's own folder (not the built-in one, made on first backup) that is
+        # missing is a problem to report (an unmounted disk), not an empty listing: every
+        # backup in it would look gone, and retention would act on that.
+        self.must_exist = must_exist
 
     def path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
@@ -331,6 +335,9 @@ class LocalStorage(Storage):
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         if not self.root.is_dir():
+            if self.must_exist:
+                raise StorageError(f"The repository folder {self.root} is not there (a disk not mounted?): nothing "
+                                   "was listed.")
             return
         for folder, dirs, files in os.walk(self.root):
             dirs.sort()
@@ -388,7 +395,7 @@ def storage_for(repository=None) -> Storage:
         return LocalStorage(settings.BACKUP_ROOT)
     location = repo.location
     if location.kind == "local":
-        return LocalStorage(location.path)
+        return LocalStorage(location.path, must_exist=True)
     from backups.s3 import S3Storage
 
     return S3Storage.for_repository(repo)

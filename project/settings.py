@@ -28,18 +28,35 @@ if not SECRET_KEY:
 # Secrets at rest (repository credentials and passwords): see project/crypto.py.
 ENCRYPTION_KEYS = env_list("CARGOHOLD_ENCRYPTION_KEY", "")
 if not ENCRYPTION_KEYS:
-    _enc_file = VAR_DIR / "encryption_key"
-    try:
-        ENCRYPTION_KEYS = [_enc_file.read_text().strip()]
-    except FileNotFoundError:
-        import base64
-        import os as _os
+    import base64
+    import os as _os
+    import time as _time
 
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        ENCRYPTION_KEYS = [base64.urlsafe_b64encode(_os.urandom(32)).decode()]
-        _fd = _os.open(_enc_file, _os.O_WRONLY | _os.O_CREAT | _os.O_EXCL, 0o600)
-        with _os.fdopen(_fd, "w") as _f:
-            _f.write(ENCRYPTION_KEYS[0])
+    _enc_file = VAR_DIR / "encryption_key"
+    for _ in range(50):  # web, worker and beat may start together on a fresh install
+        try:
+            _text = _enc_file.read_text().strip()
+        except FileNotFoundError:
+            # Written whole under a temporary name, then linked into place: another process
+            # never reads a half-written key, and exactly one key wins.
+            VAR_DIR.mkdir(parents=True, exist_ok=True)
+            _tmp = VAR_DIR / f".encryption_key.{_os.getpid()}"
+            _fd = _os.open(_tmp, _os.O_WRONLY | _os.O_CREAT | _os.O_TRUNC, 0o600)
+            with _os.fdopen(_fd, "w") as _f:
+                _f.write(base64.urlsafe_b64encode(_os.urandom(32)).decode())
+            try:
+                _os.link(_tmp, _enc_file)
+            except FileExistsError:
+                pass
+            finally:
+                _tmp.unlink()
+            continue
+        if _text:
+            ENCRYPTION_KEYS = [_text]
+            break
+        _time.sleep(0.1)
+    else:
+        raise RuntimeError(f"{_enc_file} is empty: put a Fernet key in it or set CARGOHOLD_ENCRYPTION_KEY")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")

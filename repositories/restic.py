@@ -423,7 +423,12 @@ def engine_host() -> str:
 
 
 def helper_hostname() -> str:
-    return (HOST_PREFIX + engine_host())[:63].rstrip("-.")
+    """The restic helper's host name: this installation's id and the engine's host. restic
+    writes it into its locks; only locks with exactly this name can be proven ours (another
+    Cargohold sharing the repository writes its own, and its locks are never removed)."""
+    from django.conf import settings
+
+    return (f"{HOST_PREFIX}{settings.INSTALL_ID}-" + engine_host())[:63].rstrip("-.")
 
 
 @dataclass
@@ -574,7 +579,7 @@ def _remove_stale_locks(repository, messages: str, *, job_id: int | None = None)
             logger.info("restic lock of %s not removed: %s uses the repository", repository.name, user)
             return False
         hosts = _lock_hosts(repository)
-        if not hosts or not all(h.startswith(HOST_PREFIX) for h in hosts):
+        if not hosts or not all(h == helper_hostname() for h in hosts):
             logger.info("restic lock of %s not removed: held from %s", repository.name, hosts)
             return False
         _run(repository, ["unlock", "--remove-all"], retry_stale_lock=False)

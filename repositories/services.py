@@ -56,6 +56,21 @@ def _folder(location: Location) -> str:
     return location.path.rstrip("/")
 
 
+def _s3_overlap(a, b) -> bool:
+    """Two S3 locations in one bucket of one server (host and port) whose prefixes
+    nest: one repository's listing, deletions and clean-up would reach the other's objects."""
+    from urllib.parse import urlsplit
+
+    if not (a.is_s3 and b.is_s3) or a.bucket != b.bucket:
+        return False
+    ha, hb = urlsplit(a.endpoint), urlsplit(b.endpoint)
+    if (ha.hostname, ha.port or (443 if ha.scheme == "https" else 80)) != \
+            (hb.hostname, hb.port or (443 if hb.scheme == "https" else 80)):
+        return False
+    pa, pb = a.prefix.strip("/"), b.prefix.strip("/")
+    return not pa or not pb or pa == pb or pa.startswith(pb + "/") or pb.startswith(pa + "/")
+
+
 def repository_validate(*, name: str, url: str, format: str, region: str = "", verify_read_subset: str = "",
                         access_key_id: str | None = None, secret_access_key: str | None = None,
                         instance: Repository | None = None) -> Location:
@@ -86,7 +101,7 @@ def repository_validate(*, name: str, url: str, format: str, region: str = "", v
             theirs = other.location
         except BadLocation:
             continue
-        if theirs == location or (location.kind == "local" and theirs.kind == "local" and (
+        if theirs == location or _s3_overlap(theirs, location) or (location.kind == "local" and theirs.kind == "local" and (
                 _folder(theirs).startswith(_folder(location) + "/") or
                 _folder(location).startswith(_folder(theirs) + "/"))):
             raise RepositoryInvalid(f"The repository {other.name} is there already (or overlaps it).", field="url")

@@ -57,9 +57,15 @@ def _check_snapshot(ctx: JobContext, restore: Restore, backup: Backup, *, untouc
     save_fields(restore, phase="checking")
     ctx.step(f"Looking up snapshot {backup.snapshot_id[:8]} in {backup.repository.name}", number=1, of=of)
     try:
-        ids = {s["id"] for s in restic.restic_snapshots(backup.repository, tag=f"backup:{backup.uid.hex}")}
+        # By the snapshot's own id (a snapshot found by a rescan may carry another backup's
+        # tag, or none): its first `ls` line names it.
+        found, _ = restic.restic_snapshot_ls(backup.repository, backup.snapshot_id, entries=False)
     except restic.ResticError as exc:
-        raise type(exc)(f"{exc} {untouched}") from None
+        if "no matching ID" in str(exc) or "not found" in str(exc):
+            found = None
+        else:
+            raise type(exc)(f"{exc} {untouched}") from None
+    ids = {found["id"]} if found and found.get("id") else set()
     if backup.snapshot_id not in ids and not any(i.startswith(backup.snapshot_id) for i in ids):
         raise CargoholdError(f"The snapshot {backup.snapshot_id[:8]} of backup #{backup.pk} is not in "
                              f"{backup.repository.name} any more (forgotten?). {untouched}")

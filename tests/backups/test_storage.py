@@ -109,3 +109,16 @@ def test_files_are_not_world_readable(storage):
         w.write(b"secret data")
         w.commit()
     assert os.stat(storage.path("v/v-1.tar.zst")).st_mode & 0o007 == 0
+
+
+@pytest.mark.django_db
+def test_a_repository_folder_that_is_gone_is_an_error_not_an_empty_listing(tmp_path):
+    # An unmounted disk must not make every backup in it look deleted (rescan, retention).
+    from repositories.models import Repository
+    from backups.storage import StorageError, storage_for
+
+    repo = Repository.objects.create(name="usb", url=str(tmp_path / "usb"), format="archive")
+    with pytest.raises(StorageError, match="not there"):
+        list(storage_for(repo).list_keys())
+    (tmp_path / "usb").mkdir()
+    assert list(storage_for(repo).list_keys()) == []

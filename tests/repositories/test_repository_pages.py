@@ -232,6 +232,15 @@ def test_add_repository_takes_the_s3_secret_from_stdin(tmp_path, monkeypatch):
                                                                "password": ""}
 
 
+def test_add_repository_takes_the_key_id_from_a_file_too(tmp_path):
+    (tmp_path / "id").write_text(KEY_ID + "\n")
+    (tmp_path / "secret").write_text(SECRET + "\n")
+    call_command("add_repository", "clis3f", "--url", "s3:http://127.0.0.1:9/bucket-three", "--access-key-id-file",
+                 str(tmp_path / "id"), "--secret-access-key-file", str(tmp_path / "secret"),
+                 stdout=io.StringIO(), stderr=io.StringIO())
+    assert Repository.objects.get(name="clis3f").secrets()["access_key_id"] == KEY_ID
+
+
 def test_add_repository_refuses_a_bad_url(tmp_path):
     from django.core.management.base import CommandError
 

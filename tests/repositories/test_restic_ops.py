@@ -71,6 +71,28 @@ def test_the_prune_schedule_starts_a_prune_for_each_restic_repository_due(no_enq
     assert restic_prune_due() == []  # one a week
 
 
+def test_prune_repository_queues_a_prune_job_and_refuses_a_second_one_or_an_archive_repository(
+        no_enqueue, restic_repo, tmp_path):
+    import io
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from jobs.models import Job
+    from repositories.models import Repository
+
+    repo = restic_repo()
+    out = io.StringIO()
+    call_command("prune_repository", repo.name, stdout=out)
+    job = Job.objects.get(pk=int(out.getvalue()))
+    assert job.kind == "repository_prune" and job.target == repo.name and job.status == "queued"
+    with pytest.raises(CommandError, match="already queued or running"):
+        call_command("prune_repository", repo.name, stdout=io.StringIO())
+    Repository.objects.create(name="plain", url=str(tmp_path / "plain"), format="archive")
+    with pytest.raises(CommandError, match="not a restic repository"):
+        call_command("prune_repository", "plain", stdout=io.StringIO())
+
+
 def test_verify_runs_restic_check_with_the_read_subset(no_enqueue, restic_repo, volume_with_files):
     from backups.services import backup_verify_start
 

@@ -68,3 +68,20 @@ def test_a_restore_in_place_puts_the_snapshot_back_after_a_safety_backup(
     assert (root / "file.txt").read_text() == "before\n"
     assert not (root / "added.txt").exists()
     assert restore.safety_backup.status == "succeeded"
+
+
+def test_a_snapshot_forgotten_behind_cargoholds_back_is_named_and_no_volume_is_created(
+        no_enqueue, restic_repo, make_volume):
+    from repositories import restic
+
+    repo = restic_repo()
+    backup = backup_now(make_volume("echo a > /data/a"), repo)
+    assert backup.status == "succeeded", backup.error
+    restic.restic_forget(repo, [backup.snapshot_id])  # as `restic forget` run by hand would
+    target = dockercli.unique_name("restored")
+
+    restore = run_restore(services.restore_new_start(backup=backup, volume_name=target))
+
+    assert restore.status == "failed"
+    assert "is not in" in restore.error and "any more" in restore.error and "No volume was created." in restore.error
+    assert not dockercli.volume_exists(target)

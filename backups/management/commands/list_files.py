@@ -2,19 +2,20 @@
 
 import json
 import stat
-from datetime import datetime, timezone
 
 from django.core.management.base import BaseCommand, CommandError
 
 from backups import file_index
+from backups.file_index import entry_time
 from backups.models import Backup, BackupEntry
 
 TYPE_BITS = {"f": stat.S_IFREG, "d": stat.S_IFDIR, "l": stat.S_IFLNK, "h": stat.S_IFREG, "o": 0}
 TYPE_NAMES = {"f": "file", "d": "folder", "l": "symlink", "h": "hardlink", "o": "other"}
 
 
-def _mtime(value: float) -> str:
-    return datetime.fromtimestamp(value, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+def _mtime(value: float) -> str | None:
+    when = entry_time(value)
+    return when.isoformat().replace("+00:00", "Z") if when else None
 
 
 def entry_as_dict(e: BackupEntry) -> dict:

@@ -41,16 +41,23 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=Repository.Format.values, default=Repository.Format.ARCHIVE)
         parser.add_argument("--password-file", default="", help="restic: a file holding the password ('-': stdin); "
                                                                  "without it a strong one is generated and printed once")
-        parser.add_argument("--access-key-id", default="", help="S3: the access key id")
+        parser.add_argument("--access-key-id", default="", help="S3: the access key id (an identifier, not the "
+                                                                  "secret; --access-key-id-file keeps it out of ps too)")
+        parser.add_argument("--access-key-id-file", default="", help="S3: a file holding the access key id")
         parser.add_argument("--secret-access-key-file", default="", help="S3: a file holding the secret key ('-': stdin)")
         parser.add_argument("--region", default="")
         parser.add_argument("--no-path-style", action="store_true", help="S3: virtual-host style URLs (AWS)")
         parser.add_argument("--default", action="store_true", help="make it the default repository")
 
-    def handle(self, *args, name, url, format, password_file, access_key_id, secret_access_key_file, region,
+    def handle(self, *args, name, url, format, password_file, access_key_id, access_key_id_file,
+               secret_access_key_file, region,
                no_path_style, default, **options):
         stdin_used: list = []
         password = _read_secret(password_file, "password", stdin_used) if password_file else ""
+        if access_key_id_file:
+            if access_key_id:
+                raise CommandError("Give --access-key-id or --access-key-id-file, not both.")
+            access_key_id = _read_secret(access_key_id_file, "access key id", stdin_used)
         secret = _read_secret(secret_access_key_file, "secret access key", stdin_used) \
             if secret_access_key_file else ""
         if bool(access_key_id) != bool(secret):
