@@ -36,22 +36,14 @@ from project.errors import CargoholdError
 from tarstream import ArchiveError, ExpansionLimit, HashingReader, Layout, TarScanner, UnsafeArchive, tar_chunks
 from tarstream.compression import CHUNK_SIZE, iter_decompressed
 from tarstream.frames import frame_span
+from tarstream.scanner import renamed_pieces
 from tarstream.headers import (
     BLOCK,
     DIRECTORY,
-    GNU_LONGLINK,
-    GNU_LONGNAME,
     HARDLINK,
-    PAX,
-    PAX_GLOBAL,
-    SYMLINK,
-    encode_pax,
-    meta_block,
-    padded,
-    with_checksum,
 )
 from tarstream.index import entry_path
-from tarstream.scanner import Member, _header_names, split_path
+from tarstream.scanner import Member, split_path
 
 END_MARKER = bytes(2 * BLOCK)
 
@@ -236,34 +228,6 @@ class _SubtreeScanner(TarScanner):
         return renamed_pieces(group, header, member, name, link)
 
 
-def renamed_pieces(group, header: bytes, member: Member, name: bytes, link: bytes) -> list[bytes]:
-    """A member's headers with a new name (and hardlink target): pax records but the path
-    kept, GNU long-name records where the name is longer than the header's field."""
-    pieces: list[bytes] = []
-    pax = {k: v for k, v in group.pax.items() if k not in (b"path", b"linkpath")}
-    if b"GNU.sparse.name" in pax:
-        pax[b"GNU.sparse.name"] = name
-    for kind, meta_header, payload in group.blocks:
-        if kind == PAX_GLOBAL:
-            pieces.append(meta_header + padded(payload))
-    if pax:
-        template = next((h for k, h, _ in group.blocks if k == PAX), None)
-        pieces.append(meta_block(template, PAX, encode_pax(pax)))
-    out = bytearray(header)
-    fmt = _header_names(header)[2]
-    if len(name) > 100:
-        pieces.append(meta_block(None, GNU_LONGNAME, name + b"\0"))
-    if member.type in (HARDLINK, SYMLINK) and len(link) > 100:
-        pieces.append(meta_block(None, GNU_LONGLINK, link + b"\0"))
-    out[0:100] = name[:100].ljust(100, b"\0")
-    if member.type in (HARDLINK, SYMLINK):
-        out[157:257] = link[:100].ljust(100, b"\0")
-    if fmt == "ustar":
-        out[345:500] = bytes(155)
-    elif fmt == "star":
-        out[345:476] = bytes(131)
-    pieces.append(with_checksum(out))
-    return pieces
 
 
 def keep_names(name: bytes) -> bytes:

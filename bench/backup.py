@@ -78,6 +78,35 @@ def setup_django(var_dir: Path) -> None:
     django.setup()
 
 
+def bench_start(prefix: str) -> Path:
+    """What every bench starts with: root (volumes are filled through their mountpoints),
+    a throw-away var folder and database, migrated. Environment for the settings goes
+    before this call."""
+    if os.geteuid() != 0:
+        raise SystemExit("run as root on the engine's host: the volume is filled through its mountpoint")
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=str(ROOT / "var")))
+    setup_django(work)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return work
+
+
+def bench_cleanup(volumes: list[str], work: Path, *, keep: bool) -> None:
+    """Remove the bench's volumes and folder (or say where they are, with --keep)."""
+    from volumes import engine
+
+    if keep:
+        print(f"kept {', '.join(volumes)} and {work}")
+        return
+    for name in volumes:
+        try:
+            engine.remove_volume(name)
+        except engine.EngineError as exc:
+            print(f"could not remove {name}: {exc}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def child(job_id: int) -> None:
     """Run one backup job in this (fresh) process and report time and peak memory."""
     from jobs.runner import job_perform
@@ -155,13 +184,7 @@ def main() -> None:
         restore_child(args.restore_child)
         return
 
-    if os.geteuid() != 0:
-        raise SystemExit("run as root on the engine's host: the volume is filled through its mountpoint")
-    work = Path(tempfile.mkdtemp(prefix="cargohold-bench-", dir=str(ROOT / "var")))
-    setup_django(work)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    work = bench_start("cargohold-bench-")
     from bench.volume_content import fill
     from django.conf import settings
     from volumes import engine
@@ -238,14 +261,7 @@ def main() -> None:
             restore_report(run_restores(volume=volume, out=out, helper=helper, bench_script=__file__, sh=sh,
                                         human=human))
     finally:
-        if not args.keep:
-            try:
-                engine.remove_volume(volume)
-            except engine.EngineError as exc:
-                print(f"could not remove {volume}: {exc}")
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"kept volume {volume} and {work}")
+        bench_cleanup([volume], work, keep=args.keep)
 
 
 def report(results: dict[str, dict], size: int) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.backup import cargohold_backup, human, parse_size, setup_django  # noqa: E402
+from bench.backup import bench_cleanup, bench_start, cargohold_backup, human, parse_size  # noqa: E402
 
 FILE = 256 << 20
 
@@ -60,14 +59,7 @@ def main() -> None:
     parser.add_argument("--big", type=parse_size, default=parse_size("20GiB"))
     parser.add_argument("--paths", default="helper,engine", help="data paths to run (helper, engine)")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root on the engine's host: the volume is filled through its mountpoint")
-
-    work = Path(tempfile.mkdtemp(prefix="cargohold-bench-mem-", dir=str(ROOT / "var")))
-    setup_django(work)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    work = bench_start("cargohold-bench-mem-")
     from backups.models import Backup
     from backups.storage import get_storage
     from volumes import engine
@@ -94,6 +86,7 @@ def main() -> None:
         finally:
             engine.remove_volume(volume)
 
+    bench_cleanup([], work, keep=False)  # the volumes went one by one above
     print("\n| volume | data path | time | worker peak RSS | RSS vs small |")
     print("|---|---|---|---|---|")
     base = {path: rep["maxrss_kib"] for label, _, path, rep in rows if label == "small"}

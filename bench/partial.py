@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -32,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.backup import cargohold_backup, human, parse_size, setup_django
+from bench.backup import cargohold_backup, human, parse_size
 
 
 def main() -> None:
@@ -44,15 +42,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root on the engine's host: the volume is filled through its mountpoint")
+    from bench.backup import bench_cleanup, bench_start
+
     os.environ["BACKUP_FRAME_BYTES"] = str(args.frame)
     os.environ["CARGOHOLD_DATA_PATH"] = "helper"
-    work = Path(tempfile.mkdtemp(prefix="cargohold-bench-", dir=str(ROOT / "var")))
-    setup_django(work)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    work = bench_start("cargohold-bench-")
     from bench.volume_content import fill
     from jobs import tasks
     from jobs.runner import job_perform
@@ -129,15 +123,7 @@ def main() -> None:
             print(f"{name:<50} {seconds:>8.3f}s {seconds / whole:>16.3f}x")
         print(f"\n{human(report['tar_bytes'])} of tar, frames of {human(args.frame)}")
     finally:
-        if not args.keep:
-            for name in made:
-                try:
-                    engine.remove_volume(name)
-                except engine.EngineError as exc:
-                    print(f"could not remove {name}: {exc}")
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"kept volumes {made} and {work}")
+        bench_cleanup(made, work, keep=args.keep)
 
 
 if __name__ == "__main__":

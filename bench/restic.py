@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -65,13 +63,9 @@ def main() -> None:
         setup_django(Path(os.environ["CARGOHOLD_VAR_DIR"]))
         child(args.child)
         return
-    if os.geteuid() != 0:
-        raise SystemExit("run as root on the engine's host: the volume is filled through its mountpoint")
-    work = Path(tempfile.mkdtemp(prefix="cargohold-bench-restic-", dir=str(ROOT / "var")))
-    setup_django(work)
-    from django.core.management import call_command
+    from bench.backup import bench_cleanup, bench_start
 
-    call_command("migrate", verbosity=0)
+    work = bench_start("cargohold-bench-restic-")
     import bench.backup as bench_backup
     from bench.volume_content import fill
     from repositories import restic
@@ -115,12 +109,7 @@ def main() -> None:
         run(f"restic: after changing 1% of the files ({files} files, {human(changed)})", repo)
         report(rows, first)
     finally:
-        if not args.keep:
-            try:
-                engine.remove_volume(volume)
-            except engine.EngineError as exc:
-                print(f"could not remove {volume}: {exc}")
-            shutil.rmtree(work, ignore_errors=True)
+        bench_cleanup([volume], work, keep=args.keep)
 
 
 def report(rows: list[dict], first: dict) -> None:

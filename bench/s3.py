@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -34,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.backup import cargohold_backup, human, parse_size, setup_django, sh
+from bench.backup import cargohold_backup, human, parse_size, sh
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its waited-for children (/proc/PID/stat)."""
@@ -57,15 +55,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the volume, the files and the server's data")
     args = parser.parse_args()
 
-    if os.geteuid() != 0:
-        raise SystemExit("run as root on the engine's host: the volume is filled through its mountpoint")
-    work = Path(tempfile.mkdtemp(prefix="cargohold-bench-s3-", dir=str(ROOT / "var")))
-    setup_django(work)
+    from bench.backup import bench_cleanup, bench_start
+
     if args.part_size:
         os.environ["CARGOHOLD_S3_PART_SIZE"] = str(args.part_size)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    work = bench_start("cargohold-bench-s3-")
     from bench.volume_content import fill
     from repositories.models import Repository
     from tests.s3server import S3Server
@@ -106,14 +100,7 @@ def main() -> None:
         report(results, args.size)
     finally:
         server.stop()
-        if not args.keep:
-            try:
-                engine.remove_volume(volume)
-            except engine.EngineError as exc:
-                print(f"could not remove {volume}: {exc}")
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"kept volume {volume} and {work}")
+        bench_cleanup([volume], work, keep=args.keep)
 
 
 def report(results: dict[str, dict], size: int) -> None:

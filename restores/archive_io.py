@@ -175,7 +175,7 @@ def write_archive(*, volume_name: str, key: str, compression: str, layout: Layou
     try:
         image = datahelper.data_helper_image()
         if image:
-            _helper_extract(volume_name, pieces, image=image, allow_devices=allow_devices, job_id=job_id)
+            helper_extract(volume_name, pieces, image=image, allow_devices=allow_devices, job_id=job_id)
             return "helper"
         with engine.helper_container(volume_name, read_only=False, purpose="restore", job_id=job_id) as cid:
             engine.put_archive(cid, pieces, path="/")
@@ -184,17 +184,24 @@ def write_archive(*, volume_name: str, key: str, compression: str, layout: Layou
         pieces.close()
 
 
-def _helper_extract(volume_name: str, pieces, *, image: str, allow_devices: bool, job_id: int | None) -> None:
-    """Send the checked tar pieces to GNU tar's stdin in the data helper; the last piece
-    (with the end marker) only goes once the whole pass checked out (`_tar_pieces`)."""
+def helper_extract(volume_name: str, pieces, *, image: str, allow_devices: bool, job_id: int | None,
+                   tar_options: str = "") -> None:
+    """Send checked tar pieces to GNU tar's stdin in the data helper (RESTORE_TAR plus
+    `tar_options`); the caller's pieces hold back what must wait (`_tar_pieces`: the end
+    marker until the checksum matched). The pieces are closed whatever happens."""
     caps = datahelper.WRITE_CAPS + (datahelper.DEVICE_CAPS if allow_devices else ())
-    command = datahelper.step_script(RESTORE_TAR)
+    command = datahelper.step_script(RESTORE_TAR + (f" {tar_options}" if tar_options else ""))
     with datahelper.data_helper(volume_name, image=image, command=command, read_only=False, caps=caps, stdin=True,
                                 purpose="restore", job_id=job_id) as helper:
         drained = threading.Thread(target=helper.finish_output, daemon=True, name="data helper output")
         drained.start()  # tar's messages must not fill the pipe while we write
-        for piece in pieces:
-            helper.write(piece)
+        try:
+            for piece in pieces:
+                helper.write(piece)
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
         helper.close_input()
         drained.join()
         status = helper.finish()

@@ -22,7 +22,6 @@ Restic snapshots have their own branch (restores.restic_io).
 from __future__ import annotations
 
 import re
-import threading
 import time
 
 from django.db.models import Q, Sum
@@ -86,8 +85,8 @@ def _write(ctx: JobContext, restore: Restore, backup: Backup, storage, *, replac
 
     image = datahelper.data_helper_image()
     if image:
-        _helper_extract(name, pieces(), image=image, allow_devices=restore.allow_devices, job_id=ctx.job.pk,
-                        replace=replace)
+        archive_io.helper_extract(name, pieces(), image=image, allow_devices=restore.allow_devices,
+                                  job_id=ctx.job.pk, tar_options=REPLACE_OPTIONS if replace else "")
         ctx.result["data_path"] = "helper"
     else:
         if replace:
@@ -97,28 +96,6 @@ def _write(ctx: JobContext, restore: Restore, backup: Backup, storage, *, replac
         ctx.result["data_path"] = "engine"
     ctx.result["write_seconds"] = round(time.monotonic() - began, 3)
     ctx.result["paths"] = len(restore.paths)
-
-
-def _helper_extract(volume_name: str, pieces, *, image: str, allow_devices: bool, job_id: int, replace: bool) -> None:
-    caps = datahelper.WRITE_CAPS + (datahelper.DEVICE_CAPS if allow_devices else ())
-    command = datahelper.step_script(archive_io.RESTORE_TAR + (f" {REPLACE_OPTIONS}" if replace else ""))
-    with datahelper.data_helper(volume_name, image=image, command=command, read_only=False, caps=caps, stdin=True,
-                                purpose="restore", job_id=job_id) as helper:
-        drained = threading.Thread(target=helper.finish_output, daemon=True, name="data helper output")
-        drained.start()
-        try:
-            for piece in pieces:
-                helper.write(piece)
-        finally:
-            pieces.close()
-        helper.close_input()
-        drained.join()
-        status = helper.finish()
-        code = helper.step_codes().get(0, -1)
-    if status != 0 or code != 0:
-        raise engine.EngineError(
-            f"Extracting in the data helper failed (tar exit {code}): {helper.messages().strip()[-1000:]}"
-        )
 
 
 _ESCAPED = re.compile(r"\\x([0-9a-f]{2})")
