@@ -20,6 +20,12 @@ from tests.restores.conftest import listing, run_backup_now, run_restore
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine]
 
 
+@pytest.fixture(autouse=True)
+def _run_here(no_enqueue):
+    """These tests run each job themselves (run_backup_now, run_restore, job_perform): a
+    session worker of this process must not take the same message meanwhile."""
+
+
 @pytest.fixture
 def backup_root(settings, tmp_path):
     settings.BACKUP_ROOT = tmp_path / "backups"

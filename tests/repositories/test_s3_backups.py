@@ -96,8 +96,12 @@ def test_the_s3_server_killed_during_a_backup_fails_the_job_clearly_and_leaves_n
 
     with transaction.atomic():
         backup = services.backup_start(volume_name=source, repository=repo)
-    wait_for(lambda: s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads"), timeout=120,
-             interval=0.05, message="the backup's upload to start")
+    # The upload and its marker (written right after it: an upload without one is only
+    # aborted after a day, see backups/s3.py) both exist before the server dies.
+    wait_for(lambda: s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads")
+             and any(".cargohold-tmp/" in o["Key"]
+                     for o in s3.client().list_objects_v2(Bucket=bucket).get("Contents", [])),
+             timeout=120, interval=0.05, message="the backup's upload (and its marker) to start")
     s3.kill()
     wait_for(lambda: _ended(backup), timeout=120, message="the backup to fail")
 
