@@ -27,6 +27,18 @@ if not SECRET_KEY:
 
 # Secrets at rest (repository credentials and passwords): see project/crypto.py.
 ENCRYPTION_KEYS = env_list("CARGOHOLD_ENCRYPTION_KEY", "")
+if not ENCRYPTION_KEYS and env("DJANGO_SECRET_KEY", ""):
+    # Every process of a deployment shares DJANGO_SECRET_KEY (Compose's web, worker, beat
+    # have no var/ in common): derive the key from it (HKDF) so they all agree. Set
+    # CARGOHOLD_ENCRYPTION_KEY before ever changing the secret key (README).
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    ENCRYPTION_KEYS = [base64.urlsafe_b64encode(HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"cargohold repository secrets", info=b"fernet",
+    ).derive(env("DJANGO_SECRET_KEY").encode())).decode()]
 if not ENCRYPTION_KEYS:
     import base64
     import os as _os
