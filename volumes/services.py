@@ -77,6 +77,10 @@ def mirror_sync() -> SyncResult:
     the status row. Engine errors are recorded on EngineStatus and re-raised.
     """
     started = time.monotonic()
+    # Before listing: a row that a later sync (or a service) saw after this moment is not
+    # marked gone by this one, which may write after it with an older listing (the event
+    # watcher's sync and a job's overlap).
+    listed_at = timezone.now()
     try:
         engine_volumes = engine.list_volumes()
         # Our own short-lived helper containers are not part of the user's inventory.
@@ -88,8 +92,8 @@ def mirror_sync() -> SyncResult:
     now = timezone.now()
     result = SyncResult()
     with transaction.atomic():
-        _sync_volumes(engine_volumes, now, result)
-        _sync_containers(engine_containers, now, result)
+        _sync_volumes(engine_volumes, now, result, listed_at=listed_at)
+        _sync_containers(engine_containers, now, result, listed_at=listed_at)
         _sync_mounts(engine_containers, result)
         _update_container_counts()
         _update_last_mounts()
@@ -112,7 +116,11 @@ def mirror_sync() -> SyncResult:
     return result
 
 
-def _sync_volumes(engine_volumes, now, result: SyncResult) -> None:
+def _unseen_since(row, listed_at) -> bool:
+    return row.gone_since is None and (row.last_seen_at is None or row.last_seen_at < listed_at)
+
+
+def _sync_volumes(engine_volumes, now, result: SyncResult, *, listed_at) -> None:
     existing = {v.name: v for v in Volume.objects.all()}
     seen = set()
     to_create, to_update = [], []
@@ -147,7 +155,7 @@ def _sync_volumes(engine_volumes, now, result: SyncResult) -> None:
     Volume.objects.bulk_update(
         to_update, [*_VOLUME_FIELDS, "gone_since", "search_text", "last_seen_at"], batch_size=500
     )
-    gone = [name for name, row in existing.items() if name not in seen and row.gone_since is None]
+    gone = [name for name, row in existing.items() if name not in seen and _unseen_since(row, listed_at)]
     if gone:
         Volume.objects.filter(name__in=gone).update(gone_since=now, container_count=0)
     result.volumes_added += len(to_create)
@@ -155,7 +163,7 @@ def _sync_volumes(engine_volumes, now, result: SyncResult) -> None:
     result.volumes_gone += len(gone)
 
 
-def _sync_containers(engine_containers, now, result: SyncResult) -> None:
+def _sync_containers(engine_containers, now, result: SyncResult, *, listed_at) -> None:
     existing = {c.engine_id: c for c in Container.objects.all()}
     seen = set()
     to_create, to_update = [], []
@@ -198,7 +206,7 @@ def _sync_containers(engine_containers, now, result: SyncResult) -> None:
     Container.objects.bulk_update(
         to_update, [*_CONTAINER_FIELDS, "host_tmpfs", "gone_since", "last_seen_at"], batch_size=500
     )
-    gone = [cid for cid, row in existing.items() if cid not in seen and row.gone_since is None]
+    gone = [cid for cid, row in existing.items() if cid not in seen and _unseen_since(row, listed_at)]
     if gone:
         Container.objects.filter(engine_id__in=gone).update(gone_since=now, state="removed")
         Mount.objects.filter(container__engine_id__in=gone).delete()
