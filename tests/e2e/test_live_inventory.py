@@ -9,7 +9,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.engine, pytest.mark.django_db(tra
 
 def test_volume_created_with_the_cli_appears_on_the_list_without_reload(page, login, engine_watcher):
     login("Viewer")
-    page.goto("/volumes/")
+    page.goto(f"/volumes/?q={dockercli.RUN_ID}")  # this run's volumes: another run's may fill page 1
     page.evaluate("window.__sameDocument = true")
     name = dockercli.unique_name("live")
 
@@ -29,7 +29,7 @@ def test_volume_created_with_the_cli_appears_on_the_list_without_reload(page, lo
 def test_container_started_with_the_cli_shows_up_as_a_user_of_the_volume(page, login, engine_watcher):
     volume = dockercli.create_volume()
     login("Viewer")
-    page.goto("/volumes/")
+    page.goto(f"/volumes/?q={dockercli.RUN_ID}")  # this run's volumes: another run's may fill page 1
     page.locator(f'tr[data-volume="{volume}"]').wait_for(timeout=20_000)
 
     ctr = dockercli.run_container(f"{volume}:/data:ro")
@@ -43,7 +43,7 @@ def test_container_started_with_the_cli_shows_up_as_a_user_of_the_volume(page, l
 
 def test_login_page_rejects_wrong_password(page, make_user):
     user = make_user("Viewer")
-    page.goto("/volumes/")
+    page.goto(f"/volumes/?q={dockercli.RUN_ID}")  # this run's volumes: another run's may fill page 1
     page.wait_for_url("**/accounts/login/**")
     page.fill("input[name=username]", user.username)
     page.fill("input[name=password]", "wrong")
