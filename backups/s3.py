@@ -18,6 +18,8 @@ The same contract as the local folder (backups.storage):
 
 Every boto error becomes a `StorageError` that says what to do (wrong keys, a bucket that
 does not exist, a server that went away); secrets never appear in them.
+
+Over 450 lines on purpose: one Storage implementation (writer, reader, listing, clean-up, error translation) that only makes sense whole; split candidates are the reader and the error table.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ kind's perform and writes the job's end; `backup_on_end` then audits the end and
 what a failed run left, also when its worker died (the sweep calls it). `backup_write`
 is the backup itself without the volume's lock, for a caller that holds it already (a
 restore in place taking its safety backup under jobs.runner.job_inline).
+
+Over 450 lines: the backup kind's perform, verify, delete and on_end share the row's recovery fields; the restic and data-path branches already live in restic_io and datapath.
 """
 
 from __future__ import annotations

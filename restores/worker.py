@@ -9,6 +9,8 @@ child job, the backups app's `backup_write` under the volume lock held here), em
 volume and write (in place). The in-place steps watch the volume's mounts: a container
 someone else starts meanwhile fails the restore, which puts the previous content back
 (restores.rollback).
+
+Over 450 lines: the restore kind with the two shared skeletons (restore_new_steps, restore_in_place_steps) every restore writer uses; intruder handling is the next piece to move out.
 """
 
 from __future__ import annotations
