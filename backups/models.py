@@ -32,7 +32,7 @@ class Backup(JobState, models.Model):
     job = models.ForeignKey(Job, on_delete=models.PROTECT, related_name="backups")
     # SET_NULL and the name as text: a backup outlives its volume's record.
     volume = models.ForeignKey(Volume, null=True, blank=True, on_delete=models.SET_NULL, related_name="backups")
-    volume_name = models.CharField(max_length=255, db_index=True)
+    volume_name = models.CharField(max_length=320, db_index=True)
     origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.MANUAL, db_index=True)
     compression = models.CharField(max_length=8, choices=Compression.choices, default=Compression.ZSTD)
 

@@ -13,6 +13,7 @@ import uuid
 
 from accounts.services import audit_record
 from backups.consistency import start_again
+from hosts import refs
 from backups.models import Backup
 from backups.storage import archive_storages
 
@@ -23,6 +24,8 @@ def backups_recover() -> dict:
     """Start again the containers crashed backups left stopped; remove dead temp files."""
     report = {"restarted": [], "temp_removed": []}
     for backup in Backup.objects.filter(restart_pending=True).ended():
+        if not refs.is_here(backup.volume_name):  # its containers are on another host's engine
+            continue
         errors = start_again(backup.stopped_containers)
         Backup.objects.filter(pk=backup.pk).update(restart_pending=bool(errors), restart_error="; ".join(errors))
         if not errors:

@@ -23,6 +23,7 @@ import tarstream
 from accounts.services import audit_record
 from backups import datapath, file_index, restic_io
 from backups.consistency import containers_stopped
+from hosts import refs
 from backups.dumps import dumps_take
 from backups.hooks import backup_hooks, backup_policy
 from backups.models import Backup
@@ -53,7 +54,11 @@ def cargohold_version() -> str:
 def archive_key(name: str, when: datetime, compression: str, storage) -> str:
     """A new archive's key: the volume's folder, its name and the time, never one in use."""
     stamp = when.astimezone(dt_timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    base = f"{name}/{name[:200]}-{stamp}"  # a file name has 255 bytes at most
+    host, engine_name = refs.split_ref(name)
+    # Another host's volumes go under "<host>+/": `+` is in no volume name, so no folder of
+    # the default host's volumes can be taken for it.
+    folder = engine_name if host == refs.default_host_name() else f"{host}+/{engine_name}"
+    base = f"{folder}/{engine_name[:200]}-{stamp}"  # a file name has 255 bytes at most
     key = base + tarstream.EXTENSIONS[compression]
     n = 2
     while storage.exists(key) or storage.exists(manifest_key(key)):

@@ -36,11 +36,12 @@ def fill(n_volumes: int, n_containers: int, days: int, prefix: str) -> None:
 
     from insights.models import VolumeUsageSample
     from jobs.models import Job
+    from hosts.models import default_host
     from volumes.models import Container, EngineStatus, Mount, Volume
 
     rng = random.Random(7)
     now = timezone.now()
-    EngineStatus.objects.update_or_create(singleton=1, defaults={
+    EngineStatus.objects.update_or_create(host=default_host(), defaults={
         "last_success_at": now, "storage_driver": "overlay2", "docker_root_dir": "/var/lib/docker",
         "server_version": "20.10.24", "host_name": "bench", "sizes_measured_at": now,
     })

@@ -20,10 +20,11 @@ from _django import setup_scratch_django, summary, timings
 def fill(n_volumes: int, n_containers: int, prefix: str) -> None:
     from django.utils import timezone
 
+    from hosts.models import default_host
     from volumes.models import Container, EngineStatus, Mount, Volume
 
     rng = random.Random(7)
-    EngineStatus.objects.update_or_create(singleton=1, defaults={"last_success_at": timezone.now()})
+    EngineStatus.objects.update_or_create(host=default_host(), defaults={"last_success_at": timezone.now()})
     volumes = []
     for i in range(n_volumes):
         anonymous = i % 4 == 0

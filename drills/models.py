@@ -16,9 +16,9 @@ class Drill(JobState, models.Model):
     backup = models.ForeignKey("backups.Backup", null=True, blank=True, on_delete=models.SET_NULL,
                                related_name="drills")
     backup_ref = models.PositiveBigIntegerField(null=True, blank=True)
-    volume_name = models.CharField(max_length=255, db_index=True)  # the volume the backup is of
+    volume_name = models.CharField(max_length=320, db_index=True)  # the volume the backup is of
     # Named before it is created (a crash still knows what to remove), cleared once removed.
-    scratch_volume = models.CharField(max_length=255, blank=True, db_index=True)
+    scratch_volume = models.CharField(max_length=320, blank=True, db_index=True)
     checks = models.JSONField(default=list, blank=True)  # [{"check", "ok", "detail"}]
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -37,7 +37,7 @@ class DumpChoice(models.Model):
     taken with each of its backups (set on the volume's page). By container name: a
     recreated container (a new id) keeps the choice."""
 
-    volume_name = models.CharField(max_length=255, db_index=True)
+    volume_name = models.CharField(max_length=320, db_index=True)
     container_name = models.CharField(max_length=255)
     recipe = models.CharField(max_length=600)  # backups.recipes.recipe_id: "postgres", "sqlite:/data/app.db"
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

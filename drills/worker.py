@@ -18,6 +18,7 @@ from django.conf import settings
 from backups.services import lock_wait_seconds
 from backups.storage import StorageError, backup_storage
 from drills.models import Drill
+from hosts import refs
 from drills.probes import dumps_probe
 from drills.services import SCRATCH_LABEL, SCRATCH_PREFIX
 from jobs.locks import backup_lock
@@ -108,7 +109,7 @@ def drill_perform(ctx: JobContext) -> dict:
         except (ArchiveError, UnsafeArchive, ArchiveTooLarge, StorageError) as exc:
             _check(ctx, drill, "archive", False, str(exc))
         _check(ctx, drill, "archive", True, f"checksum as recorded, {result.stats.entries} members")
-        name = f"{SCRATCH_PREFIX}{drill.pk}-{uuid.uuid4().hex[:8]}"
+        name = refs.from_engine(f"{SCRATCH_PREFIX}{drill.pk}-{uuid.uuid4().hex[:8]}")  # on this host
         save_fields(drill, scratch_volume=name)  # before it exists: a crash still knows it
         ctx.say(f"Restoring into the scratch volume {name}")
         engine.create_volume(name=name, driver="local", options={},
@@ -170,4 +171,6 @@ def drills_recover() -> None:
     """At worker start and every minute: scratch volumes of drills that ended (a dead
     worker's, an engine that refused the removal) are removed."""
     for drill in Drill.objects.exclude(scratch_volume="").exclude(status__in=Job.ACTIVE):
+        if not refs.is_here(drill.scratch_volume):
+            continue
         scratch_remove(drill, job_id=drill.job_id)

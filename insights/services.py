@@ -14,6 +14,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from insights.models import VolumeUsageSample
+from hosts import refs
 from volumes.models import EngineStatus, Volume
 from volumes.services import sizes_refresh
 
@@ -49,8 +50,9 @@ def usage_sample(*, now: datetime | None = None, max_age_seconds: float | None =
     measured = measured_at is None or (now - measured_at).total_seconds() > max_age_seconds
     if measured:
         sizes_refresh()  # raises EngineError when the engine is down: nothing new to sample
-    newest = VolumeUsageSample.objects.aggregate(newest=Max("at"))["newest"]
-    rows = Volume.objects.present().filter(size_bytes__isnull=False, size_measured_at__isnull=False)
+    here = refs.worker_host_name()  # each host's worker samples its own volumes
+    newest = VolumeUsageSample.objects.filter(volume__host__name=here).aggregate(newest=Max("at"))["newest"]
+    rows = Volume.objects.present().filter(host__name=here, size_bytes__isnull=False, size_measured_at__isnull=False)
     if newest is not None:
         rows = rows.filter(size_measured_at__gt=newest)
     samples = [

@@ -30,6 +30,8 @@ class Job(StartedBy, models.Model):
     # What the job acts on, for display and filtering ("volume", "shop_db").
     target_type = models.CharField(max_length=32, blank=True)
     target = models.CharField(max_length=512, blank=True, db_index=True)
+    # The Docker host whose worker runs it (hosts.refs.queue_for): its engine holds the volume.
+    host = models.CharField(max_length=63, blank=True, default="", db_index=True)
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from hosts import refs
 from jobs import kinds
 from jobs.locks import LockHeld, lock_acquire, lock_refresh, lock_release
 from jobs.models import Job
@@ -225,7 +226,8 @@ def _claim(job_id: int) -> Job | None:
     waited (cancelled while queued) gets its on_end here.
     """
     now = timezone.now()
-    claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+    here = refs.worker_host_name()
+    claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, host__in=(here, "")).update(
         status=Job.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker_id()
     )
     job = Job.objects.filter(pk=job_id).first()
@@ -234,6 +236,14 @@ def _claim(job_id: int) -> Job | None:
         return None
     if claimed:
         return job
+    if job.status == Job.Status.QUEUED and job.host not in (here, ""):
+        # Only the worker beside the job's engine may run it: send it on to its own queue.
+        logger.warning("job %s is for the host %s; this worker serves %s: re-sent to %s",
+                       job.pk, job.host, here, refs.queue_for(job.host))
+        from jobs.services import job_enqueue
+
+        job_enqueue(job=job)
+        return None
     if job.status == Job.Status.RUNNING:
         stale_after = timedelta(seconds=settings.JOB_STALE_SECONDS)
         if not job_fail_if_owner_gone(job=job, stale_after=stale_after):

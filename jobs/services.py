@@ -13,6 +13,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from hosts import refs
 from jobs import kinds
 from jobs.models import Job
 
@@ -30,16 +31,23 @@ def job_create(
     progress_total: int | None = None,
     queue: str | None = None,
     enqueue: bool = True,
+    host: str | None = None,
 ) -> Job:
     """Create a queued job and, once the transaction commits, send its id to the one job
-    task (`jobs.tasks.run_job`) on `queue` (default: the default queue).
+    task (`jobs.tasks.run_job`) on `queue` (default: the queue of the job's host).
+
+    The host is `host`, else the host of a volume target's reference (hosts.refs), else
+    the default host: the worker beside that host's engine is the one that runs it.
 
     Only the id travels through Redis: the worker loads the row, so a job is never run
     from stale arguments and the row stays the single source of truth. `enqueue=False`:
     the caller runs it itself (the CLI import, a child job run with `job_inline`).
     """
+    if not host:
+        host = refs.host_of(target) if target_type == "volume" and target else refs.default_host_name()
     job = Job.objects.create(
         kind=kind,
+        host=host,
         target=target,
         target_type=target_type,
         params=params or {},
@@ -56,7 +64,7 @@ def job_enqueue(*, job: Job, queue: str | None = None) -> None:
     """Send the job's id to a worker (again: a second delivery of a live job is harmless)."""
     from jobs.tasks import run_job
 
-    options = {"queue": queue} if queue else {}
+    options = {"queue": queue or refs.queue_for(job.host)}
     limit = kinds.get(job.kind).time_limit
     if limit:
         options.update(time_limit=limit, soft_time_limit=max(1, limit - 60))

@@ -106,7 +106,7 @@ class CargoholdCollector:
         yield from (depth, up)
 
     def _engine(self):
-        status = EngineStatus.objects.filter(singleton=1).first()
+        status = EngineStatus.of_default()
         reachable = GaugeMetricFamily("cargohold_engine_reachable",
                                       "1 when the last engine sync succeeded recently (the page banner's rule).")
         reachable.add_metric([], 0 if engine_problem(status) else 1)
@@ -116,3 +116,23 @@ class CargoholdCollector:
                                        "When the last engine sync succeeded (Unix time).")
             synced.add_metric([], status.last_success_at.timestamp())
             yield synced
+        yield from self._hosts()
+
+    def _hosts(self):
+        """Per host: its worker online (the Hosts page's rule), its engine's last good sync."""
+        from hosts.models import Host
+
+        online = GaugeMetricFamily("cargohold_host_online", "1 while the host's worker reports its heartbeat.",
+                                   labels=["host"])
+        heartbeat = GaugeMetricFamily("cargohold_host_last_heartbeat_timestamp_seconds",
+                                      "When the host's worker last reported (Unix time).", labels=["host"])
+        synced = GaugeMetricFamily("cargohold_host_last_sync_timestamp_seconds",
+                                   "When the last sync of the host's engine succeeded (Unix time).", labels=["host"])
+        for host in Host.objects.select_related("engine_status").order_by("name"):
+            online.add_metric([host.name], 1 if host.online else 0)
+            if host.heartbeat_at:
+                heartbeat.add_metric([host.name], host.heartbeat_at.timestamp())
+            status = getattr(host, "engine_status", None)
+            if status is not None and status.last_success_at:
+                synced.add_metric([host.name], status.last_success_at.timestamp())
+        yield from (online, heartbeat, synced)

@@ -206,7 +206,7 @@ class PolicyRun(models.Model):
                                                                                      Status.MISSED)]
 
     policy = models.ForeignKey(BackupPolicy, on_delete=models.CASCADE, related_name="runs")
-    volume_name = models.CharField(max_length=255, blank=True, db_index=True)
+    volume_name = models.CharField(max_length=320, blank=True, db_index=True)
     scheduled_for = models.DateTimeField(db_index=True)
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SCHEDULE)
     backup = models.ForeignKey(
@@ -287,7 +287,7 @@ class VolumeAlert(models.Model):
     """An overdue episode of a volume: opened when it becomes overdue (and notified once),
     closed when a backup succeeds or the volume is no longer covered."""
 
-    volume_name = models.CharField(max_length=255, db_index=True)
+    volume_name = models.CharField(max_length=320, db_index=True)
     kind = models.CharField(max_length=16, default="overdue")
     opened_at = models.DateTimeField(auto_now_add=True)
     closed_at = models.DateTimeField(null=True, blank=True, db_index=True)

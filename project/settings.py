@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "api",
     "metrics",
     "repositories",  # where backups go: the local folder, S3 buckets, restic repositories
+    "hosts",  # the Docker hosts, each served by its own worker (hosts.refs: volume references)
 ]
 
 MIDDLEWARE = [
@@ -157,8 +158,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    if env("CARGOHOLD_TEST_DB"):
-        DATABASES["default"]["TEST"] = {"NAME": env("CARGOHOLD_TEST_DB")}
+if env("CARGOHOLD_TEST_DB"):
+    # The tests' database (tests/envsetup.py): a SQLite file or a PostgreSQL database name
+    # that the worker processes the tests start find under the same name.
+    DATABASES["default"]["TEST"] = {"NAME": env("CARGOHOLD_TEST_DB")}
 
 # Which Cargohold this is, on the containers it starts (volumes.engine.helper_labels): job
 # ids are unique within one database only. Default: derived from the database's identity,
@@ -246,6 +249,13 @@ LOGGING = {
 
 # --- Cargohold ---------------------------------------------------------------
 DOCKER_HOST = env("DOCKER_HOST", "")  # empty: the docker SDK's default (unix socket)
+# The host made from DOCKER_HOST on every install; its volumes keep their plain names.
+DEFAULT_HOST_NAME = env("CARGOHOLD_DEFAULT_HOST", "local")
+# The host this process's worker serves (`manage.py host_worker --host NAME` sets it).
+WORKER_HOST = env("CARGOHOLD_WORKER_HOST", "")
+# A host's worker reports every HOST_HEARTBEAT_SECONDS; silent for HOST_OFFLINE_SECONDS, it is offline.
+HOST_HEARTBEAT_SECONDS = float(env("HOST_HEARTBEAT_SECONDS", "10"))
+HOST_OFFLINE_SECONDS = float(env("HOST_OFFLINE_SECONDS", "45"))
 DOCKER_TIMEOUT = env_int("DOCKER_TIMEOUT", 30)
 HELPER_IMAGE = env("CARGOHOLD_HELPER_IMAGE", "busybox:stable")
 # GNU tar + zstd (+ restic) run next to the data (helper/, scripts/setup.sh); empty: none.
@@ -256,6 +266,14 @@ DATA_HELPER_IMAGE = env("CARGOHOLD_DATA_HELPER_IMAGE", "cargohold-data-helper:cu
 DATA_PATH = env("CARGOHOLD_DATA_PATH", "auto")
 if DATA_PATH not in ("auto", "helper", "engine"):
     raise ValueError(f"CARGOHOLD_DATA_PATH must be auto, helper or engine, got {DATA_PATH!r}")
+# How the data helper's bytes reach the worker: fifo, a FIFO in a private folder under
+# DATA_CHANNEL_DIR that the helper gets bind-mounted (the worker beside its engine: dockerd
+# relays nothing); attach, the engine's attach stream (works everywhere); auto: fifo where
+# a probe (once per process) shows it works, else attach (README "Data helper").
+DATA_CHANNEL = env("CARGOHOLD_DATA_CHANNEL", "auto")
+if DATA_CHANNEL not in ("auto", "attach", "fifo"):
+    raise ValueError(f"CARGOHOLD_DATA_CHANNEL must be auto, attach or fifo, got {DATA_CHANNEL!r}")
+DATA_CHANNEL_DIR = Path(env("CARGOHOLD_DATA_CHANNEL_DIR", str(VAR_DIR / "channels")))
 BACKUP_ROOT = Path(env("BACKUP_ROOT", str(VAR_DIR / "backups")))
 # A backup waits this long in the queue for another operation on its volume, then is refused.
 BACKUP_LOCK_WAIT_SECONDS = env_int("BACKUP_LOCK_WAIT_SECONDS", 300)
@@ -301,19 +319,24 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 BROKER_VISIBILITY_TIMEOUT_SECONDS = env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 6 * 3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT_SECONDS}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Engine work runs on every host: beat sends hosts.tasks.on_every_host, which sends the
+# named task to each host's queue (the worker beside that engine runs it).
 CELERY_BEAT_SCHEDULE = {
     "sync-mirror": {
-        "task": "volumes.tasks.sync_mirror",
+        "task": "hosts.tasks.on_every_host",
+        "args": ["volumes.tasks.sync_mirror", SYNC_INTERVAL_SECONDS],
         "schedule": timedelta(seconds=SYNC_INTERVAL_SECONDS),
         "options": {"expires": SYNC_INTERVAL_SECONDS},
     },
     "refresh-sizes": {
-        "task": "volumes.tasks.refresh_sizes",
+        "task": "hosts.tasks.on_every_host",
+        "args": ["volumes.tasks.refresh_sizes", SIZE_REFRESH_SECONDS],
         "schedule": timedelta(seconds=SIZE_REFRESH_SECONDS),
         "options": {"expires": SIZE_REFRESH_SECONDS},
     },
     "sweep-stale-jobs": {
-        "task": "jobs.tasks.sweep_stale_jobs",
+        "task": "hosts.tasks.on_every_host",
+        "args": ["jobs.tasks.sweep_stale_jobs", 60],
         "schedule": timedelta(seconds=60),
         "options": {"expires": 60},
     },
@@ -341,7 +364,8 @@ RISK_BACKUP_MAX_AGE_DAYS = env_int("RISK_BACKUP_MAX_AGE_DAYS", 7)
 # Host paths flagged like /etc when bind-mounted (comma-separated), besides the built-in ones.
 RISK_SENSITIVE_PATHS = env_list("RISK_SENSITIVE_PATHS", "")
 CELERY_BEAT_SCHEDULE["sample-usage"] = {
-    "task": "insights.tasks.sample_usage",
+    "task": "hosts.tasks.on_every_host",
+    "args": ["insights.tasks.sample_usage", USAGE_SAMPLE_SECONDS],
     "schedule": timedelta(seconds=USAGE_SAMPLE_SECONDS),
     "options": {"expires": USAGE_SAMPLE_SECONDS},
 }

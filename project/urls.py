@@ -24,4 +24,6 @@ urlpatterns = [
     path("repositories/", include("repositories.urls")),  # where backups go (Admins)  # a policy's hooks and restore drills (Admins)
     path("", include("api.site_urls")),  # /api/v1/, /api/schema/, /api/docs/, /accounts/tokens/
     path("", include("metrics.urls")),  # /metrics
+    path("hosts/", include("hosts.urls")),  # the Docker hosts and their workers
+    path("", include("hosts.urls_transfers")),  # /volumes/<ref>/transfer/, /transfers/<id>/
 ]

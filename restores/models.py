@@ -28,7 +28,7 @@ class Restore(JobState, models.Model):
     backup = models.ForeignKey(Backup, null=True, blank=True, on_delete=models.SET_NULL, related_name="restores")
     backup_label = models.CharField(max_length=300, blank=True)
     mode = models.CharField(max_length=16, choices=Mode.choices)
-    volume_name = models.CharField(max_length=255, db_index=True)  # the target
+    volume_name = models.CharField(max_length=320, db_index=True)  # the target
     phase = models.CharField(max_length=32, blank=True)  # the step it is in or ended in
 
     # A new volume's settings (from the manifest, as edited before starting).

@@ -12,6 +12,7 @@ import logging
 
 from jobs.locks import LockHeld, lock_acquire, lock_release, volume_lock
 from jobs.runner import WORKER_ID
+from hosts import refs
 from restores.models import Restore
 from restores.rollback import restart_stopped, roll_back, rollback_lock_ttl
 
@@ -23,6 +24,8 @@ def restores_recover() -> dict:
     report = {"rolled_back": [], "restarted": [], "skipped": []}
     ended = Restore.objects.ended()
     for restore in list(ended.filter(rollback_pending=True).select_related("safety_backup")):
+        if not refs.is_here(restore.volume_name):  # another host's worker puts it back
+            continue
         owner = f"recovery of restore {restore.pk} on {WORKER_ID}"
         try:
             lock_acquire(resource=volume_lock(restore.volume_name), owner=owner, ttl=rollback_lock_ttl())
@@ -36,6 +39,8 @@ def restores_recover() -> dict:
         finally:
             lock_release(resource=volume_lock(restore.volume_name), owner=owner)
     for restore in list(ended.filter(restart_pending=True, rollback_pending=False)):
+        if not refs.is_here(restore.volume_name):
+            continue
         restart_stopped(restore)
         if not restore.restart_pending:
             report["restarted"].append(restore.pk)

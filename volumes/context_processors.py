@@ -7,11 +7,17 @@ from volumes.models import EngineStatus
 
 
 def engine_status(request):
-    """The engine banner: shown when the last sync failed or no sync succeeded lately."""
+    """The engine banner: shown when the default engine's last sync failed or no sync
+    succeeded lately, and for every other host whose worker is offline."""
     if not getattr(request, "user", None) or not request.user.is_authenticated:
         return {}
-    status = EngineStatus.objects.filter(singleton=1).first()
-    return {"engine": status, "engine_problem": engine_problem(status)}
+    from hosts.selectors import host_names, hosts_offline
+
+    status = EngineStatus.of_default()
+    names = host_names()
+    offline = hosts_offline()
+    return {"engine": status, "engine_problem": engine_problem(status), "many_hosts": len(names) > 1,
+            "host_names": names, "hosts_offline": offline, "offline_host_names": {h.name for h in offline}}
 
 
 def engine_problem(status: EngineStatus | None) -> str:

@@ -10,6 +10,7 @@ import re
 
 from django import forms
 
+from hosts import refs
 from volumes.models import EngineStatus, Volume
 
 # What the engine accepts (moby's volume name validation).
@@ -55,6 +56,14 @@ def validate_volume_name(name: str) -> str | None:
     return None
 
 
+def validate_volume_ref(ref: str) -> str | None:
+    """The reason `ref` is not a volume reference (hosts.refs: `name` or `host:name`), or None."""
+    host, name = refs.split_ref(ref)
+    if not refs.HOST_NAME.match(host):
+        return f"{ref!r} names no valid host."
+    return validate_volume_name(name)
+
+
 def parse_pairs(keys: list[str], values: list[str], *, what: str) -> tuple[dict[str, str], list[str]]:
     """Rows of key/value inputs -> (dict, errors). Nothing is guessed: each bad row is an error."""
     pairs: dict[str, str] = {}
@@ -89,7 +98,7 @@ def parse_pairs(keys: list[str], values: list[str], *, what: str) -> tuple[dict[
 
 def known_drivers() -> list[str]:
     """Volume drivers the engine reported at the last sync (the web never asks the engine)."""
-    status = EngineStatus.objects.filter(singleton=1).first()
+    status = EngineStatus.of_default()
     plugins = [p for p in (status.volume_plugins if status else []) if isinstance(p, str) and p]
     return plugins if "local" in plugins else ["local", *plugins]
 
@@ -106,9 +115,18 @@ class VolumeCreateForm(forms.Form):
         help_text="Shows a driver error (NFS server down, missing host folder) now rather than at first use.",
     )
 
+    host = forms.ChoiceField(required=False, label="Host", help_text="The Docker host whose engine creates it.")
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["driver"].choices = [(d, d) for d in known_drivers()]
+        from hosts.selectors import host_names
+
+        names = host_names()
+        self.fields["host"].choices = [(n, n) for n in names]
+        self.fields["host"].initial = refs.default_host_name()
+        if len(names) < 2:
+            self.fields["host"].widget = forms.HiddenInput()
         data = self.data if self.is_bound else None
         self.option_rows = pair_rows(data, "opt")
         self.label_rows = pair_rows(data, "label")
@@ -143,8 +161,9 @@ class VolumeCreateForm(forms.Form):
             problem = validate_volume_name(name)
             if problem:
                 self.add_error("name", problem)
-            elif Volume.objects.present().filter(name=name).exists():
-                self.add_error("name", f"A volume named {name!r} already exists.")
+            elif Volume.objects.present().filter(name=refs.make_ref(cleaned.get("host") or "", name)).exists():
+                self.add_error("name", f"A volume named {name!r} already exists there.")
+        cleaned["host"] = cleaned.get("host") or refs.default_host_name()
         for field, prefix, what in (("options", "opt", "driver option"), ("labels", "label", "label")):
             pairs, errors = parse_pairs(
                 self.data.getlist(f"{prefix}_key"), self.data.getlist(f"{prefix}_value"), what=what
@@ -191,7 +210,7 @@ class PruneConfirmForm(forms.Form):
             raise forms.ValidationError("There is nothing to prune.")
         if len(names) > 10_000:
             raise forms.ValidationError("Too many volumes in one prune (at most 10,000).")
-        bad = [n for n in names if validate_volume_name(n)]
+        bad = [n for n in names if validate_volume_ref(n)]
         if bad:
             raise forms.ValidationError(f"Not valid volume names: {', '.join(repr(n) for n in bad[:5])}.")
         cleaned["names"] = list(dict.fromkeys(names))

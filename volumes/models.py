@@ -2,6 +2,9 @@
 
 from django.db import models
 
+from hosts.models import Host, default_host_id
+from hosts.refs import split_ref
+
 
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 PROTECT_LABEL = "cargohold.protect"
@@ -31,7 +34,10 @@ class VolumeQuerySet(models.QuerySet):
 
 
 class Volume(models.Model):
-    name = models.CharField(max_length=255, unique=True)
+    # The volume's reference (hosts.refs): the engine's name on the default host,
+    # `host:name` on any other, so it stays unique across hosts.
+    name = models.CharField(max_length=320, unique=True)
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, default=default_host_id, related_name="volumes")
     driver = models.CharField(max_length=255, default="local")
     mountpoint = models.TextField(blank=True)
     scope = models.CharField(max_length=32, blank=True)
@@ -72,6 +78,15 @@ class Volume(models.Model):
         return self.gone_since is not None
 
     @property
+    def engine_name(self) -> str:
+        """The name the volume has on its engine (what `docker volume ls` prints there)."""
+        return split_ref(self.name)[1]
+
+    @property
+    def host_name(self) -> str:
+        return split_ref(self.name)[0]
+
+    @property
     def compose_project(self) -> str:
         return self.labels.get(COMPOSE_PROJECT_LABEL, "")
 
@@ -98,6 +113,7 @@ class ContainerQuerySet(models.QuerySet):
 
 class Container(models.Model):
     engine_id = models.CharField(max_length=64, unique=True)
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, default=default_host_id, related_name="containers")
     name = models.CharField(max_length=255, db_index=True)
     image = models.CharField(max_length=512, blank=True)
     state = models.CharField(max_length=32, blank=True, db_index=True)
@@ -159,9 +175,9 @@ class Mount(models.Model):
 
 
 class EngineStatus(models.Model):
-    """One row: what the last syncs said about the engine (for the banner and overview)."""
+    """One row per host: what the last syncs said about its engine (the banner, the overview)."""
 
-    singleton = models.PositiveSmallIntegerField(default=1, unique=True)
+    host = models.OneToOneField(Host, on_delete=models.CASCADE, default=default_host_id, related_name="engine_status")
     engine_id = models.CharField(max_length=255, blank=True)
     host_name = models.CharField(max_length=255, blank=True)
     server_version = models.CharField(max_length=64, blank=True)
@@ -183,9 +199,19 @@ class EngineStatus(models.Model):
         return f"engine {self.host_name or '?'} (last sync {self.last_success_at})"
 
     @classmethod
-    def get(cls) -> "EngineStatus":
-        obj, _ = cls.objects.get_or_create(singleton=1)
+    def get(cls, host_name: str | None = None) -> "EngineStatus":
+        """The status of `host_name` (default: the host this process's worker serves)."""
+        from hosts.refs import worker_host_name
+
+        host, _ = Host.objects.get_or_create(name=host_name or worker_host_name())
+        obj, _ = cls.objects.get_or_create(host=host)
         return obj
+
+    @classmethod
+    def of_default(cls) -> "EngineStatus | None":
+        from django.conf import settings
+
+        return cls.objects.filter(host__name=settings.DEFAULT_HOST_NAME).select_related("host").first()
 
     @property
     def reachable(self) -> bool:

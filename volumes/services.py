@@ -21,6 +21,8 @@ from django.utils import timezone
 from project.errors import Refused
 from project.redact import scrubbed, scrubbed_text
 from volumes import engine
+from hosts import refs
+from hosts.models import Host
 from volumes.models import PROTECT_LABEL, Container, EngineStatus, Mount, Volume
 
 logger = logging.getLogger(__name__)
@@ -91,13 +93,18 @@ def mirror_sync() -> SyncResult:
         raise
     now = timezone.now()
     result = SyncResult()
+    host = _this_host()
     with transaction.atomic():
-        _sync_volumes(engine_volumes, now, result, listed_at=listed_at)
-        _sync_containers(engine_containers, now, result, listed_at=listed_at)
-        _sync_mounts(engine_containers, result)
-        _update_container_counts()
-        _update_last_mounts()
-        status = EngineStatus.get()
+        # One sync of a host at a time, each reading what the one before wrote: on
+        # PostgreSQL two (the event watcher's and a job's) would both find a new volume
+        # missing and both insert it. (SQLite's IMMEDIATE transactions serialize them.)
+        Host.objects.select_for_update().get(pk=host.pk)
+        _sync_volumes(engine_volumes, now, result, listed_at=listed_at, host=host)
+        _sync_containers(engine_containers, now, result, listed_at=listed_at, host=host)
+        _sync_mounts(engine_containers, result, host=host)
+        _update_container_counts(host)
+        _update_last_mounts(host)
+        status = EngineStatus.get(host.name)
         status.engine_id = engine_info.id
         status.host_name = engine_info.host_name
         status.server_version = engine_info.server_version
@@ -116,12 +123,17 @@ def mirror_sync() -> SyncResult:
     return result
 
 
+def _this_host() -> Host:
+    """The host this worker serves: every sync and size refresh touches its rows only."""
+    return Host.objects.get_or_create(name=refs.worker_host_name())[0]
+
+
 def _unseen_since(row, listed_at) -> bool:
     return row.gone_since is None and (row.last_seen_at is None or row.last_seen_at < listed_at)
 
 
-def _sync_volumes(engine_volumes, now, result: SyncResult, *, listed_at) -> None:
-    existing = {v.name: v for v in Volume.objects.all()}
+def _sync_volumes(engine_volumes, now, result: SyncResult, *, listed_at, host: Host) -> None:
+    existing = {v.name: v for v in Volume.objects.filter(host=host)}
     seen = set()
     to_create, to_update = [], []
     for ev in engine_volumes:
@@ -140,7 +152,7 @@ def _sync_volumes(engine_volumes, now, result: SyncResult, *, listed_at) -> None
         row = existing.get(ev.name)
         if row is None:
             to_create.append(
-                Volume(name=ev.name, last_seen_at=now, search_text=_search_text(ev.name, ev.labels), **values)
+                Volume(name=ev.name, host=host, last_seen_at=now, search_text=_search_text(ev.name, ev.labels), **values)
             )
             continue
         changed = row.gone_since is not None or any(getattr(row, f) != values[f] for f in _VOLUME_FIELDS)
@@ -157,14 +169,14 @@ def _sync_volumes(engine_volumes, now, result: SyncResult, *, listed_at) -> None
     )
     gone = [name for name, row in existing.items() if name not in seen and _unseen_since(row, listed_at)]
     if gone:
-        Volume.objects.filter(name__in=gone).update(gone_since=now, container_count=0)
+        Volume.objects.filter(host=host, name__in=gone).update(gone_since=now, container_count=0)
     result.volumes_added += len(to_create)
     result.volumes_updated += len(to_update)
     result.volumes_gone += len(gone)
 
 
-def _sync_containers(engine_containers, now, result: SyncResult, *, listed_at) -> None:
-    existing = {c.engine_id: c for c in Container.objects.all()}
+def _sync_containers(engine_containers, now, result: SyncResult, *, listed_at, host: Host) -> None:
+    existing = {c.engine_id: c for c in Container.objects.filter(host=host)}
     seen = set()
     to_create, to_update = [], []
     for ec in engine_containers:
@@ -181,7 +193,7 @@ def _sync_containers(engine_containers, now, result: SyncResult, *, listed_at) -
         }
         row = existing.get(ec.id)
         if row is None:
-            to_create.append(Container(engine_id=ec.id, last_seen_at=now, **values))
+            to_create.append(Container(engine_id=ec.id, host=host, last_seen_at=now, **values))
             continue
         # "Up 5 minutes" changes every minute; only count it as a change with the state.
         changed = row.gone_since is not None or any(
@@ -208,18 +220,18 @@ def _sync_containers(engine_containers, now, result: SyncResult, *, listed_at) -
     )
     gone = [cid for cid, row in existing.items() if cid not in seen and _unseen_since(row, listed_at)]
     if gone:
-        Container.objects.filter(engine_id__in=gone).update(gone_since=now, state="removed")
+        Container.objects.filter(host=host, engine_id__in=gone).update(gone_since=now, state="removed")
         Mount.objects.filter(container__engine_id__in=gone).delete()
     result.containers_added += len(to_create)
     result.containers_gone += len(gone)
 
 
-def _sync_mounts(engine_containers, result: SyncResult) -> None:
+def _sync_mounts(engine_containers, result: SyncResult, *, host: Host) -> None:
     containers = {
         engine_id: (pk, tmpfs or {})
-        for engine_id, pk, tmpfs in Container.objects.present().values_list("engine_id", "pk", "host_tmpfs")
+        for engine_id, pk, tmpfs in Container.objects.present().filter(host=host).values_list("engine_id", "pk", "host_tmpfs")
     }
-    volume_pk = dict(Volume.objects.present().values_list("name", "pk"))
+    volume_pk = dict(Volume.objects.present().filter(host=host).values_list("name", "pk"))
     wanted: dict[tuple, int | None] = {}
     for ec in engine_containers:
         if ec.id not in containers:
@@ -233,7 +245,7 @@ def _sync_mounts(engine_containers, result: SyncResult) -> None:
             wanted[(cpk, "tmpfs", "", destination, read_only)] = None
     existing = {}
     stale_ids = []
-    for mount in Mount.objects.filter(container__gone_since__isnull=True):
+    for mount in Mount.objects.filter(container__gone_since__isnull=True, container__host=host):
         if mount.key in wanted and mount.key not in existing and mount.volume_id == wanted[mount.key]:
             existing[mount.key] = mount
         else:
@@ -250,22 +262,22 @@ def _sync_mounts(engine_containers, result: SyncResult) -> None:
     result.mounts_removed += len(stale_ids)
 
 
-def _update_container_counts() -> None:
+def _update_container_counts(host: Host) -> None:
     counts = dict(
-        Volume.objects.present()
+        Volume.objects.present().filter(host=host)
         .annotate(n=Count("mounts__container", filter=Q(mounts__container__gone_since__isnull=True), distinct=True))
         .values_list("pk", "n")
     )
-    current = dict(Volume.objects.present().values_list("pk", "container_count"))
+    current = dict(Volume.objects.present().filter(host=host).values_list("pk", "container_count"))
     changed = [Volume(pk=pk, container_count=n) for pk, n in counts.items() if current.get(pk) != n]
     Volume.objects.bulk_update(changed, ["container_count"], batch_size=500)
 
 
-def _update_last_mounts() -> None:
+def _update_last_mounts(host: Host) -> None:
     """Who mounts each volume where (first container by name), kept after they are gone."""
     first: dict[int, dict] = {}
     for vpk, container, destination in (
-        Mount.objects.filter(volume__isnull=False, container__gone_since__isnull=True)
+        Mount.objects.filter(volume__isnull=False, container__gone_since__isnull=True, container__host=host)
         .order_by("container__name", "destination").values_list("volume_id", "container__name", "destination")
     ):
         first.setdefault(vpk, {"container": container, "destination": destination})
@@ -289,13 +301,17 @@ def sizes_refresh() -> int:
         status.save(update_fields=["sizes_error"])
         raise
     now = timezone.now()
+    host = _this_host()
     with transaction.atomic():
-        volumes = list(Volume.objects.filter(name__in=list(usage.volume_sizes)))
+        # After any sync of this host, as a sync takes its locks (host row, volumes, status):
+        # on PostgreSQL the other order deadlocks with one.
+        Host.objects.select_for_update().get(pk=host.pk)
+        volumes = list(Volume.objects.filter(host=host, name__in=list(usage.volume_sizes)))
         for v in volumes:
             v.size_bytes = usage.volume_sizes[v.name]
             v.size_measured_at = now
         Volume.objects.bulk_update(volumes, ["size_bytes", "size_measured_at"], batch_size=500)
-        containers = list(Container.objects.filter(engine_id__in=list(usage.container_sizes)))
+        containers = list(Container.objects.filter(host=host, engine_id__in=list(usage.container_sizes)))
         for c in containers:
             c.size_rw = usage.container_sizes[c.engine_id]
             c.size_measured_at = now
@@ -309,7 +325,7 @@ def sizes_refresh() -> int:
 
 
 def sizes_never_measured() -> bool:
-    return not EngineStatus.objects.filter(sizes_measured_at__isnull=False).exists()
+    return not EngineStatus.objects.filter(host__name=refs.worker_host_name(), sizes_measured_at__isnull=False).exists()
 
 
 def mirror_sync_quietly() -> SyncResult | None:
@@ -360,7 +376,7 @@ def _requested_by(user, requested_by: str) -> str:
 
 def volume_create_start(
     *, name: str, driver: str, options: dict, labels: dict, check_mount: bool = True,
-    user=None, trigger: str = "user", requested_by: str = "",
+    user=None, trigger: str = "user", requested_by: str = "", host: str = "",
 ):
     """Queue the creation of a volume (name "" lets the engine generate one).
 
@@ -372,10 +388,12 @@ def volume_create_start(
 
     if name and (problem := validate_volume_name(name)):
         raise Refused(problem)
+    host = host or refs.default_host_name()
+    ref = refs.make_ref(host, name) if name else ""
     return job_create(
-        kind=KIND_CREATE, target=name or "(generated name)", user=user, trigger=trigger,
+        kind=KIND_CREATE, target=ref or "(generated name)", user=user, trigger=trigger, host=host,
         params={
-            "name": name, "driver": driver, "options": dict(options), "labels": dict(labels),
+            "name": ref, "driver": driver, "options": dict(options), "labels": dict(labels),
             "check_mount": bool(check_mount), "requested_by": _requested_by(user, requested_by),
         },
     )
@@ -416,7 +434,11 @@ def volume_prune_start(
 
     if not names:
         raise Refused("There is nothing to prune.")
+    hosts = {refs.host_of(n) for n in names}
+    if len(hosts) > 1:
+        raise Refused("A prune removes the volumes of one host at a time: filter the list by host first.")
     return job_create(
+        host=hosts.pop(),
         kind=KIND_PRUNE, target=f"{len(names)} volume{'s' if len(names) != 1 else ''}",
         target_type="volumes", user=user, trigger=trigger, progress_total=len(names),
         params={"names": list(names), "include_named": bool(include_named),

@@ -5,6 +5,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import roles, scoping
+from hosts import refs
+from hosts.selectors import host_param
 from jobs import kinds
 from jobs.models import Job
 from jobs.polling import jobs_active_on, poll_response
@@ -46,8 +48,10 @@ def volume_detail(request, name: str):
 def container_list(request):
     scoping.require_anywhere(request, roles.VIEW_INVENTORY)
     q = request.GET.get("q", "").strip()[:200]
-    containers = selectors.container_list(q=q, project=request.GET.get("project", "")[:255], who=request)
-    context = {"containers": containers, "q": q}
+    host = host_param(request.GET)
+    page = selectors.container_page(page=request.GET.get("page"), q=q, project=request.GET.get("project", "")[:255],
+                                    host=host, who=request)
+    context = {"containers": page, "page": page, "q": q, "host": host}
     template = "volumes/containers.html#table" if request.htmx else "volumes/containers.html"
     return render(request, template, context)
 
@@ -77,7 +81,7 @@ def volume_create(request):
             data = form.cleaned_data
             job = services.volume_create_start(
                 name=data["name"], driver=data["driver"], options=data["options"], labels=data["labels"],
-                check_mount=data["check_mount"], user=request.user,
+                check_mount=data["check_mount"], user=request.user, host=data["host"],
             )
             if not request.htmx:
                 return redirect("volume_job", job_id=job.pk)
@@ -109,6 +113,7 @@ def volume_remove(request, name: str):
 def volume_prune(request):
     scoping.require_global(request, roles.MANAGE_VOLUMES, object_type="volume", object_name="(prune)")
     include_named = request.GET.get("all") == "1"
+    host = host_param(request.POST if request.method == "POST" else request.GET) or refs.default_host_name()
     form, job = None, None
     if request.method == "POST":
         form = PruneConfirmForm(request.POST)
@@ -119,7 +124,7 @@ def volume_prune(request):
             )
             if not request.htmx:
                 return redirect("volume_job", job_id=job.pk)
-    context = {"preview": selectors.prune_preview(include_named=include_named), "form": form,
+    context = {"preview": selectors.prune_preview(include_named=include_named, host=host), "form": form,
                **(_job_context(job) if job else {})}
     return render(request, "volumes/prune.html#area" if request.htmx else "volumes/prune.html", context)
 

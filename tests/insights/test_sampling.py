@@ -57,6 +57,11 @@ def test_sampler_and_thinning_are_on_the_beat_schedule():
     app.loader.import_default_modules()
     for entry in ("sample-usage", "thin-usage"):
         assert settings.CELERY_BEAT_SCHEDULE[entry]["task"] in app.tasks
+    # Sampling measures sizes: it is sent to every host's worker (hosts.tasks.on_every_host).
+    assert settings.CELERY_BEAT_SCHEDULE["sample-usage"]["args"][0] == "insights.tasks.sample_usage"
+    for entry in settings.CELERY_BEAT_SCHEDULE.values():
+        if entry["task"] == "hosts.tasks.on_every_host":
+            assert entry["args"][0] in app.tasks, entry
     assert settings.CELERY_BEAT_SCHEDULE["sample-usage"]["schedule"].total_seconds() == settings.USAGE_SAMPLE_SECONDS
 
 

@@ -21,7 +21,7 @@ def mirror():
     """A small mirror: a Compose app with a shared writer, an unused volume, a root bind."""
     now = timezone.now()
     EngineStatus.objects.create(
-        singleton=1, storage_driver="overlay2", docker_root_dir="/var/lib/docker", last_success_at=now,
+        storage_driver="overlay2", docker_root_dir="/var/lib/docker", last_success_at=now,
         server_version="20.10.24", host_name="box", sizes_measured_at=now,
     )
     db = Volume.objects.create(name="shop_db", size_bytes=300 * MB, labels={"com.docker.compose.project": "shop"},

@@ -23,6 +23,7 @@ def exposed(scrape):
     """Every metric name a scrape can show: data seeded so that every family has samples."""
     from jobs.models import Job
     from tests.metrics.conftest import backup_row
+    from hosts.models import default_host
     from volumes.models import EngineStatus, Volume
 
     now = timezone.now()
@@ -30,7 +31,7 @@ def exposed(scrape):
     backup_row(volume_name="metrics-vol", status="succeeded", finished_at=now, started_at=now, size_bytes=5)
     Job.objects.create(kind="backup", status="running", started_at=now)
     Job.objects.create(kind="backup", status="failed", started_at=now, finished_at=now, end_handled=True)
-    EngineStatus.objects.update_or_create(singleton=1, defaults={"last_success_at": now})
+    EngineStatus.objects.update_or_create(host=default_host(), defaults={"last_success_at": now})
     return {name for name, _ in scrape()}
 
 

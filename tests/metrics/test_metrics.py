@@ -80,6 +80,19 @@ def test_engine_reachable_follows_the_mirrors_engine_status(scrape):
     assert value(scrape(), "cargohold_engine_reachable") == 0
 
 
+def test_each_host_reports_whether_its_worker_is_online(scrape):
+    from datetime import timedelta
+
+    from hosts.models import Host
+
+    Host.objects.create(name="e1", heartbeat_at=timezone.now())
+    Host.objects.create(name="e2", heartbeat_at=timezone.now() - timedelta(hours=1))
+    samples = scrape()
+    assert value(samples, "cargohold_host_online", host="e1") == 1
+    assert value(samples, "cargohold_host_online", host="e2") == 0
+    assert value(samples, "cargohold_host_last_heartbeat_timestamp_seconds", host="e2") > 0
+
+
 @pytest.mark.engine
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
@@ -125,7 +138,7 @@ def test_every_gunicorn_worker_answers_the_same_figures(tmp_path):
     for _ in range(3):
         Job.objects.create(kind="backup", status="failed", end_handled=True)
     port = _free_port()
-    env = dict(os.environ, DATABASE_URL=f"sqlite:///{os.environ['CARGOHOLD_TEST_DB']}",
+    env = dict(os.environ, DATABASE_URL=os.environ["CARGOHOLD_TEST_DATABASE_URL"],
                METRICS_TOKEN="gunicorn-test-token", METRICS_ALLOWED_ADDRESSES="")
     log = open(tmp_path / "gunicorn.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", "4", "--bind", f"127.0.0.1:{port}",

@@ -14,9 +14,11 @@ from datetime import datetime, timezone
 
 import docker
 import docker.errors
+import docker.tls
 import requests.exceptions
 from django.conf import settings
 
+from hosts import refs
 from project.errors import CargoholdError
 from project.redact import scrubbed_text
 
@@ -86,7 +88,7 @@ class EngineVolume:
 
     @property
     def anonymous(self) -> bool:
-        return ANONYMOUS_LABEL in self.labels or bool(_HEX64.match(self.name))
+        return ANONYMOUS_LABEL in self.labels or bool(_HEX64.match(refs.split_ref(self.name)[1]))
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ def _str_dict(value) -> dict:
 
 def _volume_from_api(data: dict) -> EngineVolume:
     return EngineVolume(
-        name=_text(data.get("Name"), 255),
+        name=refs.from_engine(_text(data.get("Name"), 255)),
         driver=_text(data.get("Driver"), 255),
         mountpoint=_text(data.get("Mountpoint")),
         scope=_text(data.get("Scope"), 32),
@@ -187,7 +189,7 @@ def _volume_from_api(data: dict) -> EngineVolume:
 
 def _mount_from_api(data: dict) -> EngineMount:
     kind = _text(data.get("Type"), 16) or "volume"
-    volume_name = _text(data.get("Name"), 255) if kind == "volume" else ""
+    volume_name = refs.from_engine(_text(data.get("Name"), 255)) if kind == "volume" else ""
     return EngineMount(
         kind=kind,
         source=volume_name if kind == "volume" else _text(data.get("Source")),
@@ -268,19 +270,67 @@ def _client() -> docker.DockerClient:
     with _clients_lock:
         client = _clients.get(pid)
         if client is None:
-            environment = dict(os.environ)
-            if settings.DOCKER_HOST:
-                environment["DOCKER_HOST"] = settings.DOCKER_HOST
-            where = environment.get("DOCKER_HOST") or "the default socket (/var/run/docker.sock)"
+            from hosts.connection import engine_connection
+
+            conn = engine_connection()
             try:
-                client = docker.from_env(environment=environment, timeout=settings.DOCKER_TIMEOUT)
+                client = _connect(conn)
             except docker.errors.DockerException as exc:
                 raise EngineUnavailable(
-                    f"Cannot reach the Docker Engine at {where}: {_short(exc)}. "
+                    f"Cannot reach the Docker Engine of the host {conn.host_name} at {conn.where}: {_short(exc)}. "
                     "Is dockerd running, and may this user use its socket?"
                 ) from exc
             _clients[pid] = client
     return client
+
+
+def _connect(conn) -> docker.DockerClient:
+    """A client for the host's engine: the SDK's environment for a local socket; for
+    tcp:// the Admin's TLS client certificate, verified against their CA (the PEMs live in
+    memory-only files, never on disk); ssh:// through the worker's own `ssh` and keys."""
+    if conn.url.startswith("ssh://"):
+        return docker.DockerClient(base_url=conn.url, use_ssh_client=True, timeout=settings.DOCKER_TIMEOUT)
+    if conn.uses_tls:
+        tls = docker.tls.TLSConfig(
+            client_cert=(_memory_file("cert", conn.cert_pem), _memory_file("key", conn.key_pem)),
+            ca_cert=_memory_file("ca", conn.ca_pem) if conn.ca_pem else None, verify=True,
+        )
+        return tls_client(conn.url.replace("tcp://", "https://", 1), tls)
+    environment = dict(os.environ)
+    if conn.url:
+        environment["DOCKER_HOST"] = conn.url
+    return docker.from_env(environment=environment, timeout=settings.DOCKER_TIMEOUT)
+
+
+def tls_client(base_url: str, tls, timeout: int | None = None) -> docker.DockerClient:
+    """requests would let REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace the host's CA (then the
+    engine's certificate "has no known issuer"): the client trusts the Admin's CA and nothing
+    from the environment. The SDK asks the API version while it is being made, before that
+    could be set, so it is asked first with the oldest version the SDK speaks."""
+    def make(version: str) -> docker.DockerClient:
+        client = docker.DockerClient(base_url=base_url, tls=tls, timeout=timeout or settings.DOCKER_TIMEOUT,
+                                     version=version)
+        client.api.trust_env = False
+        return client
+
+    probe = make("1.24")
+    try:
+        version = probe.version(api_version=False)["ApiVersion"]
+    finally:
+        probe.close()
+    return make(version)
+
+
+_memory_files: list[int] = []
+
+
+def _memory_file(what: str, text: str) -> str:
+    """A path to `text` that exists only in this process's memory (memfd): OpenSSL reads
+    certificates and keys from paths, and a decrypted key must not touch the disk."""
+    fd = os.memfd_create(f"cargohold-tls-{what}", os.MFD_CLOEXEC)
+    os.write(fd, text.encode())
+    _memory_files.append(fd)  # kept open: the SDK re-reads them for every new connection
+    return f"/proc/self/fd/{fd}"
 
 
 def reset_client() -> None:
@@ -354,7 +404,7 @@ def disk_usage() -> DiskUsage:
     for v in data.get("Volumes") or []:
         size = (v.get("UsageData") or {}).get("Size", -1)
         if isinstance(size, int) and size >= 0 and v.get("Name"):
-            volume_sizes[_text(v["Name"], 255)] = size
+            volume_sizes[refs.from_engine(_text(v["Name"], 255))] = size
     container_sizes = {}
     for c in data.get("Containers") or []:
         size = c.get("SizeRw")
@@ -365,7 +415,7 @@ def disk_usage() -> DiskUsage:
 
 def inspect_volume(name: str) -> EngineVolume:
     with _translate(f"Inspecting volume {name}"):
-        return _volume_from_api(api().inspect_volume(name))
+        return _volume_from_api(api().inspect_volume(refs.engine_name(name)))
 
 
 def volume_exists(name: str) -> bool:
@@ -378,13 +428,13 @@ def volume_exists(name: str) -> bool:
 
 def create_volume(*, name: str | None, driver: str, options: dict, labels: dict) -> EngineVolume:
     with _translate(f"Creating volume {name or '(generated name)'}"):
-        data = api().create_volume(name=name or None, driver=driver, driver_opts=options or None, labels=labels or None)
+        data = api().create_volume(name=refs.engine_name(name) if name else None, driver=driver, driver_opts=options or None, labels=labels or None)
     return _volume_from_api(data)
 
 
 def remove_volume(name: str) -> None:
     with _translate(f"Removing volume {name}"):
-        api().remove_volume(name, force=False)
+        api().remove_volume(refs.engine_name(name), force=False)
 
 
 

@@ -93,6 +93,12 @@ def exec_run(
 
     from docker.utils.socket import frames_iter
 
+    if stdin is not None and str(getattr(api(), "base_url", "")).startswith("https://"):
+        # An exec's input ends by half-closing its connection, which TLS cannot do from
+        # Python (SSLSocket.shutdown drops the TLS layer); an exec has no StdinOnce.
+        raise EngineError(
+            "Feeding a command's input (loading a database dump) does not work over a tcp:// TLS connection to "
+            "the engine: run this host's worker beside its engine (a blank address on the Hosts page).")
     inside = "timeout" in killers and exec_has(container_id, ["timeout", "-s", "KILL", "5", "true"])
     pid_file = ""
     if inside:

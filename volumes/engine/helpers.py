@@ -13,6 +13,7 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+from hosts import refs
 from volumes.engine.core import *  # noqa: F403  (the adapter's shared pieces)
 from volumes.engine.core import _translate
 
@@ -54,7 +55,7 @@ def helper_container(
     """
     inspect_volume(volume_name)
     image = ensure_helper_image()
-    binds = {volume_name: {"bind": MOUNT_POINT, "mode": "ro" if read_only else "rw"}}
+    binds = {refs.engine_name(volume_name): {"bind": MOUNT_POINT, "mode": "ro" if read_only else "rw"}}
     with _translate(f"Creating a helper container for volume {volume_name}"):
         host_config = api().create_host_config(binds=binds, network_mode="none")
         created = api().create_container(

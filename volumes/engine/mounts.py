@@ -15,6 +15,7 @@ import docker.errors
 
 logger = logging.getLogger(__name__)
 
+from hosts import refs
 from volumes.engine.core import *  # noqa: F403  (the adapter's shared pieces)
 from volumes.engine.core import _parse_time, _short, _str_dict, _text, _translate
 
@@ -68,7 +69,7 @@ class MountWatch:
         self._thread = threading.Thread(target=self._follow, daemon=True, name=f"mounts of {volume_name}")
 
     def _filters(self) -> dict:
-        return {"type": ["volume"], "volume": [self.volume_name], "event": ["mount"]}
+        return {"type": ["volume"], "volume": [refs.engine_name(self.volume_name)], "event": ["mount"]}
 
     def _from(self) -> str:
         return _nano_text(self._last_nano or self._since_nano)

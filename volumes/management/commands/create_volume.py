@@ -16,6 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("name", nargs="?", default="", help="the volume's name (omit with --generate-name)")
         parser.add_argument("--generate-name", action="store_true", help="let the engine generate a name")
         parser.add_argument("--driver", default="local", help="volume driver (default: local)")
+        parser.add_argument("--host", default="", help="the Docker host whose engine creates it (default: the default host)")
         parser.add_argument("-o", "--opt", action="append", default=[], metavar="KEY=VALUE", help="driver option")
         parser.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="label")
         parser.add_argument("--no-mount-check", action="store_true",
@@ -26,6 +27,8 @@ class Command(BaseCommand):
         data = QueryDict(mutable=True)
         data["name"] = options["name"]
         data["driver"] = options["driver"]
+        if options["host"]:
+            data["host"] = options["host"]
         if options["generate_name"]:
             data["generate_name"] = "on"
         if not options["no_mount_check"]:
@@ -42,7 +45,7 @@ class Command(BaseCommand):
         user, requested_by = acting_user(options["user"])
         d = form.cleaned_data
         job = services.volume_create_start(
-            name=d["name"], driver=d["driver"], options=d["options"], labels=d["labels"],
+            name=d["name"], driver=d["driver"], options=d["options"], labels=d["labels"], host=d["host"],
             check_mount=d["check_mount"], user=user, trigger="cli", requested_by=requested_by,
         )
         job = follow(self, job, wait=not options["no_wait"], timeout=options["timeout"])

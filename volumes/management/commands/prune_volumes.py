@@ -19,13 +19,15 @@ class Command(BaseCommand):
         parser.add_argument("--all", action="store_true", help="named volumes too (all unused volumes)")
         parser.add_argument("--filter-label", default="", metavar="KEY[=VALUE]",
                             help="only volumes with this label (like docker volume prune --filter label=...)")
+        parser.add_argument("--host", default="", help="the Docker host whose unused volumes to prune (default: the default host)")
         parser.add_argument("--dry-run", action="store_true", help="list what would be removed, change nothing")
         parser.add_argument("--yes", action="store_true", help="do not ask before removing")
         add_common_arguments(parser)
 
     def handle(self, *args, **options):
         user, requested_by = acting_user(options["user"])  # before listing anything: a global Admin's
-        preview = selectors.prune_preview(include_named=options["all"], label=options["filter_label"])
+        preview = selectors.prune_preview(include_named=options["all"], label=options["filter_label"],
+                                          host=options["host"])
         for v in preview.volumes:
             self.stdout.write(f"{_size(v.size_bytes):>10}  {v.name}")
         for v in preview.protected:

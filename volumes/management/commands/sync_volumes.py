@@ -1,3 +1,5 @@
+import os
+
 from django.core.management.base import BaseCommand, CommandError
 
 from volumes import engine, services
@@ -8,8 +10,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--sizes", action="store_true", help="also measure volume sizes (slow on big hosts)")
+        parser.add_argument("--host", default="", help="the Docker host to sync (default: the one this machine's "
+                                                       "worker serves, CARGOHOLD_WORKER_HOST, else the default host)")
 
     def handle(self, *args, **options):
+        if options["host"]:
+            os.environ["CARGOHOLD_WORKER_HOST"] = options["host"]  # this process serves that host now
         try:
             result = services.mirror_sync()
             self.stdout.write(f"Synced: {result}")
