@@ -8,6 +8,13 @@ SHELL := /bin/bash
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?= -n 2
+# make test runs the whole suite on PostgreSQL (production's database), then the
+# database-only part (services, views, API; no engine, real worker or browser) on SQLite
+# (the embedded default of make run). TEST_DATABASES=sqlite (or postgres) runs one pass;
+# PYTEST_ARGS_SQLITE= runs the whole suite on SQLite too.
+TEST_DATABASES ?= postgres sqlite
+PYTEST_ARGS_POSTGRES ?=
+PYTEST_ARGS_SQLITE ?= -m "not engine and not worker and not browser"
 REDIS_URL ?= redis://127.0.0.1:6379/0
 export REDIS_URL
 
@@ -17,10 +24,10 @@ VENV_PY := .venv/bin/python
 
 help:
 	@echo "make run     set up, migrate, then serve on http://$(HOST):$(PORT) with worker, beat and watcher (PORT=, HOST= to change)"
-	@echo "make test    set up, then run the tests (PYTEST_ARGS='-k name -x' to pass options)"
+	@echo "make test    set up, then run the tests on PostgreSQL, then on SQLite (PYTEST_ARGS='-k name -x' to pass options, TEST_DATABASES=sqlite for one pass)"
 	@echo "make bench   set up, then run the benchmarks"
 	@echo "make setup   only set up this machine (idempotent)"
-	@echo "make lint    shellcheck the scripts, Django system checks, validate docker-compose.yml"
+	@echo "make lint    shellcheck the scripts, Django system checks, validate docker-compose.yml and docker-compose.host.yml"
 
 setup:
 	@bash scripts/setup.sh
@@ -39,9 +46,27 @@ run: setup
 	@echo "==> serving on http://$(HOST):$(PORT) (Ctrl-C stops everything)"
 	CARGOHOLD_HOST=$(HOST) CARGOHOLD_PORT=$(PORT) exec .venv/bin/honcho -f Procfile start --port $(PORT)
 
+# One pass per database in TEST_DATABASES (CARGOHOLD_TEST_DATABASE, tests/envsetup.py); the
+# failure of either fails make test. PYTEST_ARGS go to every pass, PYTEST_ARGS_<DB> to one.
+# Two extra Docker Engines (scripts/engines.sh) run for the multi-host tests during the passes
+# and are stopped after them, pass or fail (the trap; a lease, so a second make test or a
+# manual `scripts/engines.sh start` keeps them up until its own end).
 test: setup
-	@rc=0; $(VENV_PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
-	if [ "$$rc" -eq 5 ]; then echo "==> ERROR: pytest collected no tests" >&2; fi; \
+	@rc=0; \
+	pass() { \
+	  local db="$$1" r=0; shift; \
+	  echo "==> tests on $$db: pytest $${*:4}"; \
+	  CARGOHOLD_TEST_DATABASE="$$db" "$$@" || r=$$?; \
+	  if [ "$$r" -eq 5 ]; then echo "==> ERROR: pytest collected no tests ($$db pass)" >&2; fi; \
+	  if [ "$$r" -ne 0 ]; then echo "==> the $$db pass FAILED (pytest exit $$r)" >&2; [ "$$rc" -ne 0 ] || rc="$$r"; fi; \
+	}; \
+	for db in $(TEST_DATABASES); do \
+	  case "$$db" in postgres | sqlite) ;; *) echo "==> ERROR: TEST_DATABASES: '$$db' is neither postgres nor sqlite" >&2; exit 2 ;; esac; \
+	done; \
+	bash scripts/engines.sh start --lease $$$$ || exit $$?; \
+	trap 'bash scripts/engines.sh stop --lease '"$$$$" EXIT; \
+	case " $(TEST_DATABASES) " in *" postgres "*) pass postgres $(VENV_PY) -m pytest $(PYTEST_ARGS) $(PYTEST_ARGS_POSTGRES) ;; esac; \
+	case " $(TEST_DATABASES) " in *" sqlite "*) pass sqlite $(VENV_PY) -m pytest $(PYTEST_ARGS) $(PYTEST_ARGS_SQLITE) ;; esac; \
 	exit "$$rc"
 
 bench: setup
@@ -59,5 +84,7 @@ lint: setup
 	fi
 	$(VENV_PY) manage.py check
 	@if command -v docker-compose >/dev/null; then \
-	  DJANGO_SECRET_KEY=lint docker-compose -f docker-compose.yml config -q && echo "==> docker-compose.yml: valid"; \
+	  DJANGO_SECRET_KEY=lint docker-compose -f docker-compose.yml config -q; echo "==> docker-compose.yml: valid"; \
+	  DJANGO_SECRET_KEY=lint CARGOHOLD_ENCRYPTION_KEY=lint CARGOHOLD_HOST_NAME=lint DATABASE_URL=postgres://lint@db/lint REDIS_URL=rediss://:lint@redis:6380/0 \
+	    docker-compose -f docker-compose.host.yml config -q; echo "==> docker-compose.host.yml: valid"; \
 	fi

@@ -12,6 +12,7 @@ import pytest
 from tests import dockercli
 from tests.envsetup import ROOT, VAR_DIR
 from tests.s3server import s3, s3_server  # noqa: F401  (fixtures: a real SeaweedFS S3 server)
+from tests.engines import _extra_engines_cleanup, extra_engine_e1, extra_engine_e2  # noqa: F401  (two extra engines)
 
 pytest.register_assert_rewrite("tests.helpers")
 
@@ -28,13 +29,68 @@ def wait_for(predicate, *, timeout: float = 30, interval: float = 0.2, message: 
         time.sleep(interval)
 
 
+# --- selection ---------------------------------------------------------------------
+
+_PROCESS_FIXTURES = {"celery_worker", "worker_factory", "engine_watcher"}
+_PROCESS_HELPERS = ("worker_process", "beat_process", "watcher_process")
+_BROWSER_FIXTURES = {"browser", "page", "login", "live_server"}
+
+
+def pytest_collection_modifyitems(items):
+    """Add the engine/worker/browser marks that the fixtures and imports imply, so that
+    `-m "not engine and not worker and not browser"` leaves the quick, database-only part
+    (the SQLite pass of make test; the PostgreSQL pass runs everything)."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        module = vars(getattr(item, "module", None) or object)
+        if names & _PROCESS_FIXTURES or any(h in module for h in _PROCESS_HELPERS):
+            item.add_marker(pytest.mark.worker)
+        if names & _BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        if "dockercli" in module or "engine" in module:
+            item.add_marker(pytest.mark.engine)
+
+
 # --- database ----------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings():
-    """No xdist suffix: each pytest process already has its own database file (envsetup),
-    and the worker processes we start must find it under the same name."""
+    """No xdist suffix: each pytest process already has its own test database (a SQLite
+    file or a PostgreSQL database, envsetup), and the worker processes we start must find
+    it under the same name."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_retries_a_deadlock():
+    """A transactional test ends with a flush: on PostgreSQL one TRUNCATE of every table,
+    which takes each table's exclusive lock in turn while the real worker and watcher
+    processes may still read and write (a job's last sync): the server breaks that
+    deadlock by failing the flush, which would leave rows for the next test. Retry it:
+    the other side has finished by then. (SQLite's flush waits for the file's one lock.)"""
+    from django.test import TransactionTestCase
+
+    original = TransactionTestCase._fixture_teardown
+
+    def is_deadlock(exc: BaseException | None) -> bool:
+        while exc is not None:
+            if "deadlock detected" in str(exc):
+                return True
+            exc = exc.__cause__ or exc.__context__
+        return False
+
+    def fixture_teardown(self):
+        for attempt in range(5):
+            try:
+                return original(self)
+            except Exception as exc:
+                if attempt == 4 or not is_deadlock(exc):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    TransactionTestCase._fixture_teardown = fixture_teardown
+    yield
+    TransactionTestCase._fixture_teardown = original
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -99,7 +155,7 @@ def client_for(make_user, client):
 
 def _test_env() -> dict:
     env = dict(os.environ)
-    env["DATABASE_URL"] = f"sqlite:///{os.environ['CARGOHOLD_TEST_DB']}"
+    env["DATABASE_URL"] = os.environ["CARGOHOLD_TEST_DATABASE_URL"]  # the test database (envsetup)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -115,3 +115,56 @@ def test_https_settings_follow_the_switch_and_trust_a_proxy_only_when_told(tmp_p
     assert redirect and session_secure and csrf_secure and hsts > 0 and proxy_header is None
     *_, proxy_header, proxies = read({"CARGOHOLD_HTTPS": "1", "TRUSTED_PROXY_COUNT": "1"})
     assert proxy_header == ["HTTP_X_FORWARDED_PROTO", "https"] and proxies == 1
+
+
+# --- docker-compose.host.yml: one more Docker host's worker, on that host -----------------------
+
+HOST_ENV = {
+    "CARGOHOLD_HOST_NAME": "build-01",
+    "DATABASE_URL": "postgres://cargohold_build01:pw@db.example.com:5432/cargohold?sslmode=verify-full"
+                    "&sslrootcert=/etc/cargohold/certs/db-ca.pem",
+    "REDIS_URL": "rediss://build01:pw@redis.example.com:6380/0?ssl_cert_reqs=required"
+                 "&ssl_ca_certs=/etc/cargohold/certs/redis-ca.pem",
+    "CARGOHOLD_ENCRYPTION_KEY": "the-web-tiers-key",
+    "DJANGO_SECRET_KEY": "this-machines-own-key",
+}
+
+
+def _host_compose(env: dict) -> subprocess.CompletedProcess:
+    if shutil.which("docker-compose") is None:
+        pytest.fail("docker-compose is not installed: run `make setup` (installs Debian's docker-compose)")
+    return subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.host.yml"), "config"],
+                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin:/usr/local/bin", **env})
+
+
+def test_host_compose_file_runs_only_host_worker_for_the_host_named_in_the_env():
+    import yaml
+
+    proc = _host_compose(HOST_ENV)
+    assert proc.returncode == 0, proc.stderr
+    services = yaml.safe_load(proc.stdout)["services"]
+
+    assert set(services) == {"host-worker"}  # no web, beat, database or broker on that machine
+    svc = services["host-worker"]
+    assert svc["command"] == ["python", "manage.py", "host_worker", "--host", "build-01"]
+    env = svc["environment"]
+    for key in ("DATABASE_URL", "REDIS_URL", "CARGOHOLD_ENCRYPTION_KEY", "DJANGO_SECRET_KEY"):
+        assert env[key] == HOST_ENV[key], key
+    assert "/var/run/docker.sock:/var/run/docker.sock" in " ".join(map(str, svc["volumes"]))
+    assert not svc.get("ports")
+
+
+def test_host_compose_file_refuses_to_run_without_each_link_configured():
+    for missing in HOST_ENV:
+        proc = _host_compose({k: v for k, v in HOST_ENV.items() if k != missing})
+        assert proc.returncode != 0, missing
+        assert missing in proc.stderr, (missing, proc.stderr)
+
+
+def test_host_worker_command_exists_and_takes_the_host_name():
+    import sys
+
+    proc = subprocess.run([sys.executable, "manage.py", "help", "host_worker"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--host" in proc.stdout
