@@ -474,4 +474,7 @@ else
   say "data helper image: disabled (CARGOHOLD_DATA_HELPER_IMAGE is empty)"
 fi
 
+# The tests' PostgreSQL server: make run does not need it, so a failure is only a warning.
+bash "$ROOT/scripts/postgres.sh" || warn "the tests' PostgreSQL is not up (see above): the PostgreSQL pass of make test will fail"
+
 say "setup done"
