@@ -5,10 +5,12 @@ The helper path runs GNU tar and pzstd (zstd's parallel compressor, which writes
 independent frames of 1 << (windowLog + 2) bytes of tar, 8 MiB at level 3, each behind a
 skippable frame with its size: tarstream.frames) in a short-lived container on the volume's engine
 (volumes.datahelper.data_helper: read-only mount, no network, read-only root, only the
-DAC_READ_SEARCH capability) and stores its stdout as it comes: only compressed bytes
-cross the engine's API. On the way the worker hashes them and decompresses them to walk
-the tar (tarstream.store_compressed), so the stored bytes themselves are proven a
-complete tar before anything is committed. Pax format keeps what dockerd's tar writer
+DAC_READ_SEARCH capability) and stores its output as it comes: only compressed bytes
+cross, through a FIFO beside the engine when the worker runs there (dockerd relays
+nothing), else the engine's attach stream (volumes.datahelper.data_channel). On the
+way the worker hashes them and decompresses them to walk the tar
+(tarstream.store_compressed), so the stored bytes themselves are proven a complete tar
+before anything is committed. Pax format keeps what dockerd's tar writer
 loses: user.* xattrs, POSIX ACLs, sub-second times, sparse files.
 
 The engine path (gzip backups, DATA_PATH=engine, no helper image) reads dockerd's tar of
@@ -65,16 +67,27 @@ def helper_compress_step(level: int) -> str:
     return f"{PZSTD} -q -c -{int(level)}"
 
 
+def backup_command(level: int, target: str | None) -> list[str]:
+    """tar | pzstd in the data helper, into `target` (the data channel's FIFO) or stdout."""
+    compress = helper_compress_step(level) + (f" > {target}" if target else "")
+    return datahelper.step_script(BACKUP_TAR, compress)
+
+
 def helper_backup_stream(ctx, backup, writer, *, image: str) -> tarstream.PackResult:
     """Run tar | pzstd in the data helper and store its output into `writer` (hashed,
-    walked, indexed: backups.file_index). Raises EngineError when tar or zstd failed,
-    ArchiveError when the stream is not a complete tar; the caller removes the helper
-    (cancel kills it)."""
+    walked, indexed: backups.file_index), through the data channel (a FIFO beside the
+    engine, else the attach stream; the job's result names it: `data_channel`). Raises
+    EngineError when tar or zstd failed, ArchiveError when the stream is not a complete
+    tar; the caller removes the helper (cancel kills it)."""
     level = getattr(settings, "BACKUP_ZSTD_LEVEL", None) or tarstream.ZSTD_LEVEL
-    command = datahelper.step_script(BACKUP_TAR, helper_compress_step(level))
     index = file_index.index_writer(backup)
-    with datahelper.data_helper(backup.volume_name, image=image, command=command, read_only=True,
-                            caps=datahelper.READ_CAPS, purpose="backup", job_id=ctx.job.pk) as helper:
+    with datahelper.data_helper(backup.volume_name, image=image,
+                                command=lambda target: backup_command(level, target), read_only=True,
+                                caps=datahelper.READ_CAPS, purpose="backup", job_id=ctx.job.pk,
+                                channel=datahelper.OUT) as helper:
+        ctx.result["data_channel"] = helper.channel
+        helper.on_wait = ctx.check_cancelled
+        ctx.log(f"Data channel: {datahelper.CHANNEL_LABELS[helper.channel]}")
         try:
             with closing(helper.output()) as chunks:
                 packed = tarstream.store_compressed(chunks, writer, compression="zstd",

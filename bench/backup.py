@@ -10,8 +10,10 @@ that is not UTF-8), warms the page cache, then times:
 1. the recipe: `docker run --rm -v vol:/data -v $PWD:/backup <helper> tar czf /backup/backup.tar.gz /data`
 2. Cargohold: the real backup handler (tar | zstd in the data helper next to the data,
    stored, hashed and walked on the way, atomic commit, verify, manifest) in a child
-   process whose peak RSS is read (VmHWM); and the same on the engine-API path
-   (CARGOHOLD_DATA_PATH=engine: the engine's tar, compressed in the worker);
+   process whose peak RSS is read (VmHWM), on its default data channel (a FIFO beside
+   the engine where that works: volumes.datahelper.data_channel) and on the attach stream
+   (CARGOHOLD_DATA_CHANNEL=attach: dockerd relays every byte); and the same on the
+   engine-API path (CARGOHOLD_DATA_PATH=engine: the engine's tar, compressed in the worker);
 3. the engine's archive endpoint read by curl and piped into `zstd -T0 -3` (the limit of
    anything that goes through the engine's API, as it must for a remote engine);
 4. the host's own `tar -cf - -C <mountpoint> . | zstd -T0 -3` (the near-limit here).
@@ -108,9 +110,10 @@ def bench_cleanup(volumes: list[str], work: Path, *, keep: bool) -> None:
 
 
 def child(job_id: int) -> None:
-    """Run one backup job in this (fresh) process and report time and peak memory."""
+    """Run one backup job in this (fresh) process and report time, peak memory and CPU."""
     from jobs.runner import job_perform
 
+    cpu, engine_cpu = process_cpu_seconds(), engine_cpu_seconds()
     started = time.monotonic()
     status = job_perform(job_id)
     seconds = time.monotonic() - started
@@ -119,8 +122,34 @@ def child(job_id: int) -> None:
     job = Job.objects.get(pk=job_id)
     print(json.dumps({
         "status": status, "error": job.error, "seconds": seconds, "result": job.result,
-        "maxrss_kib": peak_rss_kib(),
+        "maxrss_kib": peak_rss_kib(), "cpu_seconds": process_cpu_seconds() - cpu,
+        "engine_cpu_seconds": engine_cpu_seconds() - engine_cpu,
     }))
+
+
+def process_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def engine_cpu_seconds() -> float:
+    """CPU time of the engine's own daemons (dockerd, containerd on /var/run/docker.sock's
+    engine) so far: what relaying the helper's data costs beside the worker and the helper.
+    Other work on the same engine counts too (compare rows of a quiet run)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            if not ((comm == "dockerd" and "--data-root" not in cmdline)
+                    or (comm == "containerd" and "/var/run/docker/containerd" in cmdline)):
+                continue
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def peak_rss_kib() -> int:
@@ -134,7 +163,7 @@ def peak_rss_kib() -> int:
 
 
 def cargohold_backup(volume: str, compression: str, level: int | None = None, data_path: str = "auto",
-                     repository=None) -> dict:
+                     repository=None, channel: str = "auto") -> dict:
     """One real backup job in a child process (into `repository`, None: the default one)."""
     from backups import services
     from backups.models import Backup
@@ -143,12 +172,13 @@ def cargohold_backup(volume: str, compression: str, level: int | None = None, da
     tasks.run_job.apply_async = lambda *args, **kwargs: None  # the child runs it, not a worker
     backup = services.backup_start(volume_name=volume, compression=compression, trigger="bench",
                                    repository=repository)
-    env = dict(os.environ, CARGOHOLD_DATA_PATH=data_path)
+    env = dict(os.environ, CARGOHOLD_DATA_PATH=data_path, CARGOHOLD_DATA_CHANNEL=channel)
     if level is not None:
         env["BACKUP_ZSTD_LEVEL"] = str(level)
     out = subprocess.run([sys.executable, __file__, "--child", str(backup.job_id)], env=env,
                          check=True, capture_output=True, text=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])
+    report["channel"] = (report.get("result") or {}).get("data_channel", "-")
     backup = Backup.objects.get(pk=backup.pk)
     if backup.status != Backup.Status.SUCCEEDED:
         raise SystemExit(f"the Cargohold backup failed: {backup.error}")
@@ -224,10 +254,13 @@ def main() -> None:
                 return {"seconds": seconds, "size": target.stat().st_size}
             best("recipe (busybox tar czf)", recipe)
 
-        def ours(compression: str, level: int | None = None, data_path: str = "auto"):
-            return lambda: cargohold_backup(volume, compression, level, data_path)
+        def ours(compression: str, level: int | None = None, data_path: str = "auto", channel: str = "auto"):
+            return lambda: cargohold_backup(volume, compression, level, data_path, channel=channel)
         # The engine path first: the restore part restores the newest (the helper's) backup.
         best("Cargohold, engine API path", ours("zstd", data_path="engine"))
+        # The helper on the attach stream (dockerd relays every byte); the row after it is
+        # the default data channel (a FIFO beside the engine where that works).
+        best("Cargohold, helper, attach", ours("zstd", channel="attach"))
         best("Cargohold (zstd, verified)", ours("zstd"))
         for level in args.zstd_levels:
             best(f"Cargohold (zstd -{level}, verified)", ours("zstd", level))
@@ -278,13 +311,18 @@ def report(results: dict[str, dict], size: int) -> None:
     for name, r in results.items():
         if "result" in r:
             t = r["result"]
-            print(f"{name}: stream+compress+hash+commit {t.get('stream_seconds', 0):.2f} s, "
+            print(f"{name} ({t.get('data_channel', '-')} channel): stream+compress+hash+commit "
+                  f"{t.get('stream_seconds', 0):.2f} s, "
                   f"verify {t.get('verify_seconds', 0):.2f} s, job total {r['seconds']:.2f} s")
     if "recipe (busybox tar czf)" in results:
         print(f"speed-up over the recipe: {results['recipe (busybox tar czf)']['seconds'] / ours['seconds']:.1f}x")
     for name, r in results.items():
         if "maxrss_kib" in r:
             print(f"peak memory of the process running {name}: {r['maxrss_kib'] / 1024:.0f} MiB (VmHWM)")
+    for name, r in results.items():
+        if "cpu_seconds" in r:
+            print(f"CPU of {name}: worker {r['cpu_seconds']:.2f} s, engine daemons (dockerd, containerd) "
+                  f"{r['engine_cpu_seconds']:.2f} s")
 
 
 if __name__ == "__main__":

@@ -135,15 +135,18 @@ def peak_rss_kib() -> int:
 
 def child(job_id: int) -> None:
     """Run one restore job in this (fresh) process; report time and peak memory."""
+    from bench.backup import engine_cpu_seconds, process_cpu_seconds
     from jobs.models import Job
     from jobs.runner import job_perform
 
+    cpu, engine_cpu = process_cpu_seconds(), engine_cpu_seconds()
     started = time.monotonic()
     status = job_perform(job_id)
     seconds = time.monotonic() - started
     job = Job.objects.get(pk=job_id)
     print(json.dumps({"status": status, "error": job.error, "seconds": seconds, "result": job.result,
-                      "maxrss_kib": peak_rss_kib()}))
+                      "maxrss_kib": peak_rss_kib(), "cpu_seconds": process_cpu_seconds() - cpu,
+                      "engine_cpu_seconds": engine_cpu_seconds() - engine_cpu}))
 
 
 def run_restores(*, volume: str, out: Path, helper: str, bench_script: str, sh, human) -> dict[str, dict]:
@@ -192,18 +195,25 @@ def run_restores(*, volume: str, out: Path, helper: str, bench_script: str, sh, 
 
         backup = (Backup.objects.filter(volume_name=volume, status="succeeded", compression="zstd")
                   .order_by("-finished_at").first())
-        for label, data_path in (("Cargohold, helper path", "auto"), ("Cargohold, engine API path", "engine")):
-            target = f"{volume}-r-{data_path}-{stamp}"
+        # The helper path on its default data channel (a FIFO beside the engine where that
+        # works), then on the attach stream (dockerd relays the data), then the engine's API.
+        for label, data_path, channel in (("Cargohold, helper path", "auto", "auto"),
+                                          (ATTACH_ROW, "auto", "attach"),
+                                          ("Cargohold, engine API path", "engine", "auto")):
+            target = f"{volume}-r-{data_path}-{channel}-{stamp}"
             with mock.patch("jobs.services.job_enqueue"):  # the child runs it, not a worker
                 restore = services.restore_new_start(backup=backup, volume_name=target, trigger="bench")
             made.append(target)
             proc = subprocess.run([sys.executable, bench_script, "--restore-child", str(restore.job_id)],
-                                  env=dict(os.environ, CARGOHOLD_DATA_PATH=data_path), check=True,
+                                  env=dict(os.environ, CARGOHOLD_DATA_PATH=data_path,
+                                           CARGOHOLD_DATA_CHANNEL=channel), check=True,
                                   capture_output=True, text=True)
             report = json.loads(proc.stdout.strip().splitlines()[-1])
             if report["status"] != "succeeded":
                 raise SystemExit(f"the Cargohold restore failed: {report['error']}")
-            judge(label, target, report["seconds"], {"maxrss_kib": report["maxrss_kib"], "result": report["result"]})
+            judge(label, target, report["seconds"], {"maxrss_kib": report["maxrss_kib"], "result": report["result"],
+                                                     "cpu_seconds": report.get("cpu_seconds", 0),
+                                                     "engine_cpu_seconds": report.get("engine_cpu_seconds", 0)})
 
         target = f"{volume}-r-host-{stamp}"
         mount = _fresh_volume(engine, target)
@@ -219,6 +229,9 @@ def run_restores(*, volume: str, out: Path, helper: str, bench_script: str, sh, 
     return results
 
 
+ATTACH_ROW = "Cargohold, helper, attach"
+
+
 def report(results: dict[str, dict]) -> None:
     host = results["host zstd -dc | tar -xpf"]["seconds"]
     print()
@@ -226,9 +239,12 @@ def report(results: dict[str, dict]) -> None:
     for name, r in results.items():
         what = "yes" if r["exact"] else "no: " + ", ".join(f"{k} {v}" for k, v in sorted(r["diff"].items()))
         print(f"{name:<32} {r['seconds']:>8.2f}s {r['seconds'] / host:>7.2f}x  {what}")
-    for name in ("Cargohold, helper path", "Cargohold, engine API path"):
+    for name in ("Cargohold, helper path", ATTACH_ROW, "Cargohold, engine API path"):
         ours = results.get(name)
         if ours and "result" in ours:
             print(f"{name}: check (SHA-256 + every member) {ours['result'].get('check_seconds', 0):.2f} s, "
-                  f"write ({ours['result'].get('data_path')}) {ours['result'].get('write_seconds', 0):.2f} s, "
-                  f"job total {ours['seconds']:.2f} s, peak memory {ours.get('maxrss_kib', 0) / 1024:.0f} MiB (VmHWM)")
+                  f"write ({ours['result'].get('data_path')}, {ours['result'].get('data_channel', '-')} channel) "
+                  f"{ours['result'].get('write_seconds', 0):.2f} s, "
+                  f"job total {ours['seconds']:.2f} s, "
+                  f"peak memory {ours.get('maxrss_kib', 0) / 1024:.0f} MiB (VmHWM), "
+                  f"CPU: worker {ours.get('cpu_seconds', 0):.2f} s, engine daemons {ours.get('engine_cpu_seconds', 0):.2f} s")

@@ -158,7 +158,7 @@ RESTORE_TAR = (
 
 def write_archive(*, volume_name: str, key: str, compression: str, layout: Layout, allow_devices: bool,
                   sha256: str, job_id: int | None, storage=None, on_bytes=None, check_cancelled=None,
-                  limit: ExpansionLimit | None = None) -> str:
+                  limit: ExpansionLimit | None = None, on_channel=None) -> str:
     """Stream a stored archive into the volume; returns the data path taken ("helper" or
     "engine", as backups.datapath names them).
 
@@ -175,7 +175,8 @@ def write_archive(*, volume_name: str, key: str, compression: str, layout: Layou
     try:
         image = datahelper.data_helper_image()
         if image:
-            helper_extract(volume_name, pieces, image=image, allow_devices=allow_devices, job_id=job_id)
+            helper_extract(volume_name, pieces, image=image, allow_devices=allow_devices, job_id=job_id,
+                           on_channel=on_channel)
             return "helper"
         with engine.helper_container(volume_name, read_only=False, purpose="restore", job_id=job_id) as cid:
             engine.put_archive(cid, pieces, path="/")
@@ -184,15 +185,35 @@ def write_archive(*, volume_name: str, key: str, compression: str, layout: Layou
         pieces.close()
 
 
+def channel_reporter(ctx):
+    """An `on_channel` for a job: its result and log name the data channel that ran."""
+    def report(channel: str) -> None:
+        ctx.result["data_channel"] = channel
+        ctx.log(f"Data channel: {datahelper.CHANNEL_LABELS[channel]}")
+    return report
+
+
+def _say_channel(on_channel, helper) -> None:
+    if on_channel is not None:
+        on_channel(helper.channel)
+
+
 def helper_extract(volume_name: str, pieces, *, image: str, allow_devices: bool, job_id: int | None,
-                   tar_options: str = "") -> None:
+                   tar_options: str = "", on_channel=None) -> None:
     """Send checked tar pieces to GNU tar's stdin in the data helper (RESTORE_TAR plus
     `tar_options`); the caller's pieces hold back what must wait (`_tar_pieces`: the end
-    marker until the checksum matched). The pieces are closed whatever happens."""
+    marker until the checksum matched). The pieces are closed whatever happens. The
+    data goes through the data channel (volumes.datahelper: a FIFO beside the engine, else
+    the attach stream); `on_channel(name)` hears which."""
     caps = datahelper.WRITE_CAPS + (datahelper.DEVICE_CAPS if allow_devices else ())
-    command = datahelper.step_script(RESTORE_TAR + (f" {tar_options}" if tar_options else ""))
+    extract = RESTORE_TAR + (f" {tar_options}" if tar_options else "")
+
+    def command(source: str | None) -> list[str]:
+        return datahelper.step_script(extract + (f" < {source}" if source else ""))
+
     with datahelper.data_helper(volume_name, image=image, command=command, read_only=False, caps=caps, stdin=True,
-                                purpose="restore", job_id=job_id) as helper:
+                                purpose="restore", job_id=job_id, channel=datahelper.IN) as helper:
+        _say_channel(on_channel, helper)
         drained = threading.Thread(target=helper.finish_output, daemon=True, name="data helper output")
         drained.start()  # tar's messages must not fill the pipe while we write
         try:
@@ -285,17 +306,23 @@ class _HeldBackSender:
 
 def write_archive_single_pass(*, volume_name: str, key: str, sha256: str, allow_devices: bool, job_id: int | None,
                               image: str, storage, file_count: int | None, limit: ExpansionLimit | None,
-                              on_bytes=None, check_cancelled=None) -> ScanResult:
+                              on_bytes=None, check_cancelled=None, on_channel=None) -> ScanResult:
     """Read the stored archive once: hash it and check every member in the worker while
     the data helper runs `zstd -dc | tar -x` on the same compressed bytes next to the
     data. The helper never gets a chunk before its members were checked, nor the last
     chunk before the checksum, the end marker and the file count were; on any problem
-    the helper is killed and the caller removes the volume. Returns the check's result."""
+    the helper is killed and the caller removes the volume. Returns the check's result.
+    The compressed bytes go through the data channel (`on_channel(name)` hears which)."""
     scanner = TarScanner(allow_devices=allow_devices, expect=Layout.DATA, limit=limit)
     caps = datahelper.WRITE_CAPS + (datahelper.DEVICE_CAPS if allow_devices else ())
-    command = datahelper.step_script(f"{datahelper.ZSTD} -q -d -c", RESTORE_TAR)
+
+    def command(source: str | None) -> list[str]:
+        return datahelper.step_script(f"{datahelper.ZSTD} -q -d -c" + (f" < {source}" if source else ""),
+                                      RESTORE_TAR)
+
     with datahelper.data_helper(volume_name, image=image, command=command, read_only=False, caps=caps, stdin=True,
-                                purpose="restore", job_id=job_id) as helper:
+                                purpose="restore", job_id=job_id, channel=datahelper.IN) as helper:
+        _say_channel(on_channel, helper)
         drained = threading.Thread(target=helper.finish_output, daemon=True, name="data helper output")
         drained.start()  # tar's messages must not fill the pipe while we write
         sender = _HeldBackSender(helper)
@@ -316,6 +343,9 @@ def write_archive_single_pass(*, volume_name: str, key: str, sha256: str, allow_
             if file_count is not None and result.stats.file_count != file_count:
                 raise ArchiveError(f"The archive holds {result.stats.file_count} files; {file_count} were recorded.")
             sender.release()
+        except BaseException:
+            helper.abort()  # a write blocked on a helper that no longer reads must not hold the close
+            raise
         finally:
             sender.close()
         drained.join()

@@ -152,7 +152,7 @@ def _single_pass_phase(ctx: JobContext, restore: Restore, backup: Backup, storag
         volume_name=restore.volume_name, key=backup.key, sha256=sha, allow_devices=restore.allow_devices,
         job_id=ctx.job.pk, image=image, storage=storage, file_count=backup.file_count,
         limit=archive_io.recorded_expansion(backup), on_bytes=ctx.advance_checked,
-        check_cancelled=ctx.check_cancelled)
+        check_cancelled=ctx.check_cancelled, on_channel=archive_io.channel_reporter(ctx))
     save_fields(restore, layout=result.layout.value, file_count=result.stats.file_count,
                 tar_bytes=result.stats.tar_bytes)
     ctx.result.update(data_path="helper", single_pass=True, data_bytes=result.stats.data_bytes,
@@ -171,7 +171,7 @@ def _write_phase(ctx: JobContext, restore: Restore, *, key: str, compression: st
     ctx.result["data_path"] = archive_io.write_archive(
         volume_name=restore.volume_name, key=key, compression=compression, layout=layout, storage=storage,
         allow_devices=restore.allow_devices, sha256=sha, job_id=ctx.job.pk, on_bytes=on_bytes,
-        check_cancelled=ctx.check_cancelled,
+        check_cancelled=ctx.check_cancelled, on_channel=archive_io.channel_reporter(ctx),
         limit=ExpansionLimit(restore.tar_bytes, "the size found when it was checked") if restore.tar_bytes else None)
     ctx.result["write_seconds"] = round(time.monotonic() - began, 3)
 

@@ -264,6 +264,7 @@ def test_cancel_mid_stream_removes_the_partial_file_and_restarts_containers(no_e
     proxy = EngineProxy(str(tmp_path / "engine.sock")).start()
     proxy.bytes_per_second = 2_000_000  # a slow disk: the stream takes about ten seconds
     settings.DOCKER_HOST = proxy.url
+    settings.DATA_CHANNEL = "attach"  # the data goes through the proxy (a FIFO would bypass it)
     engine.reset_client()
     backup = new_backup(name, stop_containers=True)
     try:
@@ -291,6 +292,7 @@ def test_engine_connection_lost_mid_stream_fails_cleanly_and_the_next_backup_suc
     proxy = EngineProxy(str(tmp_path / "engine.sock")).start()
     proxy.break_after = 5_000_000
     settings.DOCKER_HOST = proxy.url
+    settings.DATA_CHANNEL = "attach"  # the data goes through the proxy (a FIFO would bypass it)
     engine.reset_client()
     try:
         backup = run_backup(new_backup(name))

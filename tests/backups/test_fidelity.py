@@ -12,6 +12,7 @@ from backups.models import Backup
 from jobs.models import Job
 from tests.backups.conftest import run_backup
 from tests.backups.fidelity import fill_rich, mountpoint, snapshot
+from volumes.datahelper import CHANNEL_LABELS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine]
 
@@ -31,16 +32,19 @@ def extract_on_host(archive: Path, target: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("path", ["helper", "engine"])
+@pytest.mark.parametrize("path,channel", [("helper", "fifo"), ("helper", "attach"), ("engine", "auto")])
 def test_a_backup_extracts_with_host_tar_into_what_the_volume_holds(
-        path, settings, no_enqueue, backup_root, rich_volume, tmp_path):
+        path, channel, settings, no_enqueue, backup_root, rich_volume, tmp_path):
     settings.DATA_PATH = path
+    settings.DATA_CHANNEL = channel  # the helper's data channel (volumes.datahelper.data_channel)
 
     backup = run_backup(services.backup_start(volume_name=rich_volume))
 
     assert backup.status == Backup.Status.SUCCEEDED, backup.error
     job = Job.objects.get(pk=backup.job_id)
     assert job.result["data_path"] == path
+    if path == "helper":
+        assert job.result["data_channel"] == channel and f"Data channel: {CHANNEL_LABELS[channel]}" in job.log
     extract_on_host(Path(backup.location), tmp_path / "out")
     original = snapshot(mountpoint(rich_volume))
     restored = snapshot(tmp_path / "out" / "data")

@@ -14,10 +14,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine]
 BASIC = ("mode", "uid", "gid", "target", "sha", "links", "mtime", "cap")
 
 
-@pytest.mark.parametrize("path", ["helper", "engine"])
+@pytest.mark.parametrize("path,channel", [("helper", "fifo"), ("helper", "attach"), ("engine", "auto")])
 def test_a_round_trip_keeps_owners_links_xattrs_acls_times_and_holes(
-        path, settings, no_enqueue, backup_root, make_volume, make_user):
+        path, channel, settings, no_enqueue, backup_root, make_volume, make_user):
     settings.DATA_PATH = path
+    settings.DATA_CHANNEL = channel  # both ways: the backup's and the restore's data channel
     source = make_volume("true")
     fill_rich(mountpoint(source))
     original = snapshot(mountpoint(source))
@@ -28,6 +29,8 @@ def test_a_round_trip_keeps_owners_links_xattrs_acls_times_and_holes(
 
     assert restore.status == "succeeded", restore.error
     assert restore.job.result["data_path"] == path
+    if path == "helper":
+        assert restore.job.result["data_channel"] == channel and "Data channel: " in restore.job.log
     restored = snapshot(mountpoint(target))
     assert {k: {f: v for f, v in e.items() if f in BASIC} for k, e in restored.items()} == \
         {k: {f: v for f, v in e.items() if f in BASIC} for k, e in original.items()}

@@ -242,12 +242,20 @@ def test_a_restore_refused_while_another_job_holds_the_volume(no_enqueue, backup
     assert not dockercli.volume_exists(target)
 
 
-def test_cancelling_mid_write_removes_the_new_volume(no_enqueue, backup_root, settings):
+@pytest.mark.parametrize("channel", ["attach", "fifo"])
+def test_cancelling_mid_write_removes_the_new_volume(channel, no_enqueue, backup_root, settings, tmp_path):
+    import os
     import threading
+
+    from volumes import datahelper
 
     # The runner reads the cancel flag on each heartbeat: beat often, so the request is
     # seen while the (fast, all-zero) write is still going.
     settings.JOB_HEARTBEAT_SECONDS = 0.05
+    # Both data channels: the engine's attach stream, and the FIFO beside the engine (a
+    # worker blocked writing a FIFO nobody reads must still see the cancel).
+    settings.DATA_CHANNEL, settings.DATA_CHANNEL_DIR = channel, tmp_path / "channels"
+    datahelper.data_channel_forget()
 
     from jobs.models import Job
     from jobs.runner import job_perform
@@ -258,7 +266,7 @@ def test_cancelling_mid_write_removes_the_new_volume(no_enqueue, backup_root, se
     backup = store_zero_backup("zeros", 1536 << 20)
     target = dockercli.unique_name("restored")
     restore = services.restore_new_start(backup=backup, volume_name=target)
-    thread = threading.Thread(target=job_perform, args=(restore.job_id,))
+    thread = threading.Thread(target=job_perform, args=(restore.job_id,), daemon=True)
     thread.start()
     try:
         def writing():
@@ -268,9 +276,15 @@ def test_cancelling_mid_write_removes_the_new_volume(no_enqueue, backup_root, se
         job_request_cancel(job=Job.objects.get(pk=restore.job_id))
     finally:
         thread.join(timeout=120)
+    assert not thread.is_alive(), "the worker hangs on the data channel"
     restore.refresh_from_db()
     assert restore.status == "cancelled" and restore.job.status == "cancelled" and not restore.written_at
     assert "was removed" in restore.outcome and not dockercli.volume_exists(target)
+    assert f"Data channel: {datahelper.CHANNEL_LABELS[channel]}" in restore.job.log
+    assert dockercli.docker("ps", "-aq", "--filter", f"label=cargohold.job={restore.job_id}") == ""
+    channels = settings.DATA_CHANNEL_DIR
+    assert not channels.exists() or os.listdir(channels) == []
+    datahelper.data_channel_forget()
 
 
 def test_a_restore_cancelled_while_queued_ends_once_through_its_kind(no_enqueue, backup_root, make_volume):
