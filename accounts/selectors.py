@@ -26,11 +26,15 @@ class AuditFilters:
     result: str = ""
     date_from: date | None = None  # UTC days, inclusive
     date_to: date | None = None
+    host: str = ""  # events about a host's volumes (and its backups, restores) and the host itself
 
     @classmethod
     def from_query(cls, params) -> "AuditFilters":
+        from hosts.selectors import host_param
+
         result = params.get("result", "")
         return cls(
+            host=host_param(params),
             user=params.get("user", "").strip()[:150],
             action=params.get("action", "").strip()[:64],
             object=params.get("object", "").strip()[:512],
@@ -54,11 +58,35 @@ def audit_events(*, filters: AuditFilters, who=None) -> QuerySet[AuditEvent]:
         qs = qs.filter(object_name__icontains=filters.object)
     if filters.result:
         qs = qs.filter(result=filters.result)
+    if filters.host:
+        qs = qs.filter(audit_host_q(filters.host))
     if filters.date_from:
         qs = qs.filter(at__gte=datetime.combine(filters.date_from, time.min, tzinfo=timezone.utc))
     if filters.date_to:
         qs = qs.filter(at__lt=datetime.combine(filters.date_to + timedelta(days=1), time.min, tzinfo=timezone.utc))
     return qs.order_by("-at", "-id")
+
+
+def audit_host_q(host: str) -> Q:
+    """The events about the host `host`: its volumes' (their references, hosts.refs), its
+    volumes' backups and restores (named by id), and the host's own (registered, edited)."""
+    from django.db.models import CharField
+    from django.db.models.functions import Cast
+
+    from backups.models import Backup
+    from hosts.selectors import ref_host_q
+    from restores.models import Restore
+
+    def ids(model):
+        return model.objects.filter(ref_host_q("volume_name", host)).annotate(
+            id_text=Cast("pk", output_field=CharField())).values("id_text")
+
+    return (
+        (Q(object_type="volume") & ref_host_q("object_name", host))
+        | Q(object_type="host", object_name=host)
+        | Q(object_type="backup", object_name__in=ids(Backup))
+        | Q(object_type="restore", object_name__in=ids(Restore))
+    )
 
 
 def audit_page(*, filters: AuditFilters, page: str | int | None, who=None):

@@ -10,6 +10,8 @@ from rest_framework import serializers
 from accounts.models import AuditEvent
 from backups.files_selectors import mode_text
 from backups.models import Backup, BackupEntry
+from hosts.models import Host
+from hosts.refs import host_of
 from jobs import kinds
 from jobs.models import Job
 from policies.models import BackupPolicy, PolicyRun
@@ -32,7 +34,7 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ["id", "url", "kind", "label", "status", "is_active", "target_type", "target", "params", "result",
+        fields = ["id", "url", "kind", "label", "status", "is_active", "target_type", "target", "host", "params", "result",
                   "error", "progress_done", "progress_total", "progress_message", "percent", "started_by",
                   "trigger", "created_at", "started_at", "finished_at", "cancel_requested"]
         read_only_fields = fields
@@ -64,12 +66,15 @@ class MountSerializer(serializers.ModelSerializer):
 
 class VolumeSerializer(serializers.ModelSerializer):
     protected = serializers.BooleanField(source="is_protected", read_only=True)
+    host = serializers.CharField(source="host_name", read_only=True,
+                                 help_text="The Docker host the volume is on; `name` is `host:name` on any but the default host.")
+    engine_name = serializers.CharField(read_only=True, help_text="The volume's name on its engine.")
     compose_project = serializers.CharField(read_only=True)
     url = serializers.SerializerMethodField()
 
     class Meta:
         model = Volume
-        fields = ["name", "url", "driver", "labels", "compose_project", "anonymous", "size_bytes",
+        fields = ["name", "url", "host", "engine_name", "driver", "labels", "compose_project", "anonymous", "size_bytes",
                   "size_measured_at", "container_count", "protected", "created_at", "gone_since"]
         read_only_fields = fields
 
@@ -100,10 +105,11 @@ class VolumeDetailSerializer(VolumeSerializer):
 
 class ContainerSerializer(serializers.ModelSerializer):
     mounts = MountSerializer(many=True, read_only=True)
+    host = serializers.CharField(source="host.name", read_only=True, help_text="The Docker host it runs on.")
 
     class Meta:
         model = Container
-        fields = ["engine_id", "name", "image", "state", "status", "compose_project", "compose_service",
+        fields = ["engine_id", "name", "host", "image", "state", "status", "compose_project", "compose_service",
                   "created_at", "mounts"]
         read_only_fields = fields
 
@@ -117,10 +123,11 @@ class BackupSerializer(serializers.ModelSerializer):
     restorable = serializers.BooleanField(source="is_restorable", read_only=True)
     url = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
+    host = serializers.SerializerMethodField()
 
     class Meta:
         model = Backup
-        fields = ["id", "url", "volume_name", "status", "error", "job", "origin", "compression", "storage",
+        fields = ["id", "url", "volume_name", "host", "status", "error", "job", "origin", "compression", "storage",
                   "location", "missing", "stop_containers", "bytes_expected", "bytes_read", "data_bytes",
                   "size_bytes", "file_count", "sha256", "verified", "verified_at", "verify_error", "keep",
                   "restorable", "started_by", "created_at", "started_at", "finished_at", "download_url"]
@@ -128,6 +135,10 @@ class BackupSerializer(serializers.ModelSerializer):
 
     def get_url(self, backup) -> str:
         return reverse("api:backup-detail", args=[backup.pk])
+
+    def get_host(self, backup) -> str:
+        """The host of the backed-up volume (its reference's, hosts.refs)."""
+        return host_of(backup.volume_name)
 
     def get_download_url(self, backup) -> str | None:
         return reverse("api:backup-download", args=[backup.pk]) if backup.is_restorable else None
@@ -188,10 +199,11 @@ class RestoreSerializer(serializers.ModelSerializer):
     backup = serializers.IntegerField(source="backup_id", read_only=True, allow_null=True)
     options = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
+    host = serializers.SerializerMethodField()
 
     class Meta:
         model = Restore
-        fields = ["id", "url", "backup", "backup_label", "mode", "volume_name", "phase", "status", "error", "job",
+        fields = ["id", "url", "backup", "backup_label", "mode", "volume_name", "host", "phase", "status", "error", "job",
                   "driver", "options", "labels", "allow_devices", "file_count", "partial", "rollback_pending",
                   "restart_pending", "outcome", "created_at", "finished_at"]
         read_only_fields = fields
@@ -202,6 +214,10 @@ class RestoreSerializer(serializers.ModelSerializer):
 
     def get_url(self, restore) -> str:
         return reverse("api:restore-detail", args=[restore.pk])
+
+    def get_host(self, restore) -> str:
+        """The host of the target volume: the one whose worker runs the restore."""
+        return host_of(restore.volume_name)
 
 
 class PolicyRunSerializer(serializers.ModelSerializer):
@@ -272,7 +288,8 @@ class StringMapField(serializers.DictField):
 
 
 class RestoreNewSerializer(serializers.Serializer):
-    volume_name = serializers.CharField(max_length=255, help_text="The new volume's name (must not exist).")
+    volume_name = serializers.CharField(
+        max_length=320, help_text="The new volume's name (must not exist); `host:name` makes it on another host.")
     driver = serializers.CharField(max_length=255, required=False, allow_null=True, default=None,
                                    help_text="Absent: the manifest's (Admins), else local.")
     options = StringMapField(required=False, allow_null=True, default=None)
@@ -281,7 +298,7 @@ class RestoreNewSerializer(serializers.Serializer):
 
 
 class RestoreInPlaceSerializer(serializers.Serializer):
-    confirm_name = serializers.CharField(max_length=255, help_text="Type the volume's name to confirm.")
+    confirm_name = serializers.CharField(max_length=320, help_text="Type the volume's name to confirm.")
     allow_devices = serializers.BooleanField(default=False)
     confirm_imported = serializers.BooleanField(
         default=False, help_text="Required for an imported archive: you accept its content as is.")
@@ -295,3 +312,34 @@ class BackupStartedSerializer(serializers.Serializer):
 class PolicyRunStartedSerializer(serializers.Serializer):
     started = serializers.IntegerField(help_text="How many backups were queued.")
     runs = PolicyRunSerializer(many=True)
+
+
+class HostSerializer(serializers.ModelSerializer):
+    """A Docker host as everyone may read it: how its worker reaches the engine (URL, TLS
+    certificates and key) is never part of it."""
+
+    is_default = serializers.BooleanField(read_only=True)
+    online = serializers.BooleanField(read_only=True, help_text="Its worker's heartbeat is recent.")
+    offline_since = serializers.SerializerMethodField()
+    engine_version = serializers.SerializerMethodField()
+    volume_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Host
+        fields = ["name", "description", "is_default", "online", "offline_since", "heartbeat_at", "engine_version",
+                  "volume_count"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_offline_since(self, host):
+        """When its worker was last heard of, while offline; null while online (or never heard of)."""
+        since = None if host.online else host.offline_since
+        return serializers.DateTimeField().to_representation(since) if since else None
+
+    def get_engine_version(self, host) -> str:
+        status = getattr(host, "engine_status", None)
+        return status.server_version if status else ""
+
+    def get_volume_count(self, host) -> int:
+        """Its present volumes that the caller can see."""
+        return self.context.get("volume_counts", {}).get(host.pk, 0)

@@ -20,9 +20,11 @@ urlpatterns = [
     path("policies/", operations.PolicyList.as_view(), name="policy-list"),
     path("policies/<int:policy_id>/", operations.PolicyDetail.as_view(), name="policy-detail"),
     path("policies/<int:policy_id>/run/", operations.PolicyRunNow.as_view(), name="policy-run"),
+    path("jobs/", operations.JobList.as_view(), name="job-list"),
     path("jobs/<int:job_id>/", operations.JobDetail.as_view(), name="job-detail"),
     path("jobs/<int:job_id>/cancel/", operations.JobCancel.as_view(), name="job-cancel"),
     path("audit/", inventory.AuditList.as_view(), name="audit-list"),
+    path("hosts/", inventory.HostList.as_view(), name="host-list"),
     # Anything else under /api/v1/ (a mistyped path, an id that is not a number): JSON too.
     re_path(r"^.*$", inventory.NoSuchEndpoint.as_view()),
 ]

@@ -25,6 +25,7 @@ class VolumeRow:
     project: str = ""  # the volume's com.docker.compose.project label
     protected: bool = False
     hint: str = ""  # an anonymous volume's "mounted by … at …" (volumes.models.mount_hint)
+    host: str = ""  # its host's name (hosts); "" where it does not matter
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class ContainerRow:
     service: str = ""
     image: str = ""
     size_rw: int | None = None
+    host: str = ""
 
 
 @dataclass(frozen=True)

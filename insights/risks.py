@@ -107,6 +107,7 @@ class Finding:
     subject: str
     detail: str
     actions: tuple[str, ...] = ()
+    host: str = ""  # the host of its volume or container (hosts)
 
 
 @dataclass
@@ -202,7 +203,7 @@ def find_risks(
                 mode = "read-only" if m.read_only else "read-write"
                 findings.append(Finding(
                     "sensitive-bind", severity, "container", container.name,
-                    f"{m.source} is mounted {mode} at {m.destination}: {reason}.",
+                    f"{m.source} is mounted {mode} at {m.destination}: {reason}.", host=container.host,
                 ))
 
     for vid, ids in writers.items():
@@ -210,7 +211,7 @@ def find_risks(
             names = sorted(container_by_id[c].name for c in ids)
             findings.append(Finding(
                 "rw-shared", HIGH, "volume", volume_by_id[vid].name,
-                f"Written by {len(names)} containers: {', '.join(names)}.",
+                f"Written by {len(names)} containers: {', '.join(names)}.", host=volume_by_id[vid].host,
             ))
 
     for c in containers:
@@ -218,6 +219,7 @@ def find_risks(
             findings.append(Finding(
                 "writable-layer", MEDIUM, "container", c.name,
                 f"{human_size(c.size_rw)} written outside volumes (image {c.image or '?'}, {c.state or '?'}).",
+                host=c.host,
             ))
 
     for v in volumes:
@@ -227,7 +229,7 @@ def find_risks(
             findings.append(Finding(
                 "anonymous-data", MEDIUM if names else HIGH, "volume", v.name,
                 f"{human_size(v.size_bytes)} of data, {where}.",
-                actions=(BACKUP, POLICY) if names else (BACKUP, POLICY, PRUNE),
+                actions=(BACKUP, POLICY) if names else (BACKUP, POLICY, PRUNE), host=v.host,
             ))
 
     if last_backup is not None:
@@ -245,12 +247,17 @@ def find_risks(
                 detail += f" {human_size(v.size_bytes)} of data."
             else:
                 detail += " Size not measured yet."
-            findings.append(Finding("no-backup", severity, "volume", v.name, detail, actions=(BACKUP, POLICY)))
+            findings.append(Finding("no-backup", severity, "volume", v.name, detail, actions=(BACKUP, POLICY), host=v.host))
 
     for v in volumes:  # failed_drills: volume name -> what its latest restore drill found
         if failed_drills and v.name in failed_drills:
-            findings.append(Finding("drill-failed", HIGH, "volume", v.name, failed_drills[v.name][:300]))
+            findings.append(Finding("drill-failed", HIGH, "volume", v.name, failed_drills[v.name][:300], host=v.host))
 
+    return group_findings(findings)
+
+
+def group_findings(findings: list[Finding]) -> list[FindingGroup]:
+    """Findings grouped by kind, worst group first, worst finding first in each."""
     groups: dict[str, FindingGroup] = {}
     for f in findings:
         groups.setdefault(f.kind, FindingGroup(kind=KINDS[f.kind])).findings.append(f)
@@ -258,3 +265,8 @@ def find_risks(
         g.findings.sort(key=lambda f: (SEVERITY_ORDER[f.severity], f.subject))
     kind_order = list(KINDS)
     return sorted(groups.values(), key=lambda g: (SEVERITY_ORDER[g.severity], kind_order.index(g.kind.slug)))
+
+
+def merge_groups(group_lists: list[list[FindingGroup]]) -> list[FindingGroup]:
+    """The findings of several hosts (each found with its own engine's data root) as one list of groups."""
+    return group_findings([f for groups in group_lists for g in groups for f in g.findings])

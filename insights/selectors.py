@@ -21,7 +21,9 @@ from insights import svg
 from insights.graph import ContainerRow, Graph, MountRow, VolumeRow, graph_build, graph_layout
 from insights.models import VolumeUsageSample
 from drills.services import failed_last
-from insights.risks import FindingGroup, RiskSettings, find_risks
+from insights.risks import FindingGroup, RiskSettings, find_risks, merge_groups
+from hosts.models import Host
+from hosts.refs import host_of
 from jobs.models import Job
 from volumes.models import COMPOSE_PROJECT_LABEL, Container, EngineStatus, Mount, Volume, labels_protected, mount_hint
 
@@ -33,32 +35,38 @@ class MirrorRows:
     mounts: list[MountRow]
 
 
-def mirror_rows(*, who=None) -> MirrorRows:
-    """Present volumes and containers and their mounts, as plain records (three queries).
-    `who` (a request or user): their teams' (accounts.scoping); None: all."""
+def mirror_rows(*, who=None, host: str = "") -> MirrorRows:
+    """Present volumes and containers and their mounts, as plain records (four queries).
+    `who` (a request or user): their teams' (accounts.scoping); None: all. `host`: one
+    host's ("" = every host)."""
     all_of = who is None
+    on_host = {"host__name": host} if host else {}
     volumes = [
         VolumeRow(
             id=pk, name=name, anonymous=anonymous, size_bytes=size,
             project=str((labels or {}).get(COMPOSE_PROJECT_LABEL, "")),
             protected=labels_protected(labels), hint=mount_hint(last_mount, count) if anonymous else "",
+            host=host_of(name),
         )
         for pk, name, anonymous, size, labels, last_mount, count
-        in (Volume.objects if all_of else scoping.visible_volumes(who)).present()
+        in (Volume.objects if all_of else scoping.visible_volumes(who)).present().filter(**on_host)
         .order_by()
         .values_list("pk", "name", "anonymous", "size_bytes", "labels", "last_mount", "container_count")
     ]
+    host_names = dict(Host.objects.values_list("pk", "name"))  # a handful of rows: no join per container
     containers = [
-        ContainerRow(id=pk, name=name, state=state, project=project, service=service, image=image, size_rw=size_rw)
-        for pk, name, state, project, service, image, size_rw
-        in (Container.objects if all_of else scoping.visible_containers(who)).present()
+        ContainerRow(id=pk, name=name, state=state, project=project, service=service, image=image, size_rw=size_rw,
+                     host=host_names.get(host_id, ""))
+        for pk, name, state, project, service, image, size_rw, host_id
+        in (Container.objects if all_of else scoping.visible_containers(who)).present().filter(**on_host)
         .order_by()
-        .values_list("pk", "name", "state", "compose_project", "compose_service", "image", "size_rw")
+        .values_list("pk", "name", "state", "compose_project", "compose_service", "image", "size_rw", "host_id")
     ]
     mounts = [
         MountRow(container_id=cid, kind=kind, destination=dest, read_only=ro, volume_id=vid, source=source)
         for cid, kind, dest, ro, vid, source
         in (Mount.objects if all_of else scoping.visible_mounts(who)).filter(container__gone_since__isnull=True)
+        .filter(**({"container__host__name": host} if host else {}))
         .order_by()
         .values_list("container_id", "kind", "destination", "read_only", "volume_id", "source")
     ]
@@ -71,7 +79,7 @@ def mirror_version() -> str:
         Volume.objects.aggregate(n=Count("id"), seen=Max("last_seen_at"), gone=Count("gone_since")),
         Container.objects.aggregate(n=Count("id"), seen=Max("last_seen_at"), gone=Count("gone_since")),
         Mount.objects.aggregate(n=Count("id"), top=Max("id")),
-        EngineStatus.objects.filter(singleton=1).values_list("sizes_measured_at", flat=True).first(),
+        EngineStatus.objects.filter(host__name=settings.DEFAULT_HOST_NAME).values_list("sizes_measured_at", flat=True).first(),
     )
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
 
@@ -88,20 +96,31 @@ class GraphFilters:
     show_unused: bool = True
     volume: str | None = None
     container: str | None = None
+    host: str = ""  # one host's graph ("" = every host: a single-host install)
 
     @classmethod
-    def from_query(cls, params) -> "GraphFilters":
+    def from_query(cls, params, *, many_hosts: bool = False) -> "GraphFilters":
+        """With several hosts the graph shows one host at a time (`?host=`, else the default
+        host; a focused volume's own host): ten hosts of a thousand volumes never render at once."""
+        from hosts import refs
+        from hosts.selectors import host_param
+
         def text(key):
             value = params.get(key)
-            return value[:255] if value else None
+            return value[:320] if value else None
 
         # "" means every project; "-" (never a Compose project name) the containers outside Compose.
         project = params.get("project", "")[:255]
+        volume = text("volume")
+        host = ""
+        if many_hosts:
+            host = refs.host_of(volume) if volume else (host_param(params) or refs.default_host_name())
         return cls(
             project=None if not project else ("" if project == NO_PROJECT_PARAM else project),
             show_unused=params.get("unused", "1") != "0",
-            volume=text("volume"),
+            volume=volume,
             container=text("container"),
+            host=host,
         )
 
     @property
@@ -312,15 +331,58 @@ def risk_groups(
 ) -> list[FindingGroup]:
     """`last`: from last_successful_backups() (None: no backup feature); looked up when not given."""
     rows = rows or mirror_rows()
-    engine = engine or EngineStatus.objects.filter(singleton=1).first()
-    return find_risks(
-        volumes=rows.volumes, containers=rows.containers, mounts=rows.mounts,
-        data_root=engine.docker_root_dir if engine else "",
-        last_backup=last_successful_backups() if last is _LOOK_UP else last,
-        failed_drills={name: f"Restore drill #{d.pk} failed: {d.error}" for name, d in failed_last().items()},
-        now=now or timezone.now(),
-        config=risk_settings(),
-    )
+    last = last_successful_backups() if last is _LOOK_UP else last
+    drills = {name: f"Restore drill #{d.pk} failed: {d.error}" for name, d in failed_last().items()}
+    now = now or timezone.now()
+    hosts = {v.host for v in rows.volumes} | {c.host for c in rows.containers}
+    if len(hosts) <= 1:
+        only = next(iter(hosts), "")
+        if engine is None:
+            engine = EngineStatus.objects.filter(host__name=only).first() if only else EngineStatus.of_default()
+        return find_risks(
+            volumes=rows.volumes, containers=rows.containers, mounts=rows.mounts,
+            data_root=engine.docker_root_dir if engine else "", last_backup=last, failed_drills=drills, now=now,
+            config=risk_settings(),
+        )
+    # Several hosts: each host's rows against its own engine's data root (a bind of it is a risk there).
+    roots = dict(EngineStatus.objects.values_list("host__name", "docker_root_dir"))
+    by_host = {c.id: c.host for c in rows.containers}
+    return merge_groups([
+        find_risks(
+            volumes=[v for v in rows.volumes if v.host == host], containers=[c for c in rows.containers if c.host == host],
+            mounts=[m for m in rows.mounts if by_host.get(m.container_id) == host], data_root=roots.get(host) or "",
+            last_backup=last, failed_drills=drills, now=now, config=risk_settings(),
+        )
+        for host in sorted(hosts)
+    ])
+
+
+@dataclass
+class HostSummary:
+    """One host on the overview: its worker's state and its present volumes (the viewer's)."""
+
+    host: Host
+    volumes: int
+    total_bytes: int
+    unmeasured: int
+
+
+def host_summaries(*, who=None) -> list[HostSummary]:
+    """Every host with its present volumes counted and their sizes summed (two queries).
+    `who` (a request or user): their teams' volumes only (accounts.scoping)."""
+    from django.db.models import Q, Sum
+
+    volumes = (Volume.objects if who is None else scoping.visible_volumes(who)).present()
+    figures = {
+        row["host_id"]: row
+        for row in volumes.order_by().values("host_id").annotate(
+            n=Count("id"), size=Sum("size_bytes"), unmeasured=Count("id", filter=Q(size_bytes__isnull=True)))
+    }
+    return [
+        HostSummary(host=h, volumes=figures.get(h.pk, {}).get("n", 0), total_bytes=figures.get(h.pk, {}).get("size") or 0,
+                    unmeasured=figures.get(h.pk, {}).get("unmeasured", 0))
+        for h in Host.objects.select_related("engine_status").order_by("name")
+    ]
 
 
 @dataclass
@@ -349,7 +411,7 @@ def overview(*, now: datetime | None = None, who=None) -> Overview:
     rows = mirror_rows(who=who)
     used = {m.volume_id for m in rows.mounts if m.kind == "volume"}
     unused = [v for v in rows.volumes if v.id not in used]
-    engine = EngineStatus.objects.filter(singleton=1).first()
+    engine = EngineStatus.of_default()
     last = last_successful_backups()
     return Overview(
         volumes=len(rows.volumes),

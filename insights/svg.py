@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from hosts.refs import split_ref
 from insights.graph import LINE, MAX_EXTRA_LINES, Layout
 
 NAME_CHARS = 36  # what fits a 300 px node in 13 px bold
@@ -128,7 +129,9 @@ def graph_svg(layout: Layout, *, label: str = "Sharing graph") -> SafeString:
             notes.append(f"{vnode.users} container{'s' if vnode.users != 1 else ''}")
         limit = NAME_CHARS if box.w >= 300 else int(NAME_CHARS * box.w / 300)
         # Anonymous names are 64 hex digits: the first 12 identify them, as docker's short ids do.
-        shown = row.name[:12] + "…" if row.anonymous and len(row.name) > 16 else _clip(row.name, limit)
+        # A graph shows one host's volumes: the name on its engine, without the host (hosts.refs).
+        engine_name = split_ref(row.name)[1]
+        shown = engine_name[:12] + "…" if row.anonymous and len(engine_name) > 16 else _clip(engine_name, limit)
         if row.hint:
             shown = _clip(f"{shown} {row.hint}", limit)
         out.append(

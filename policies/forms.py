@@ -58,8 +58,9 @@ class PolicyForm(forms.ModelForm):
             "copy_to": "Copy each backup to",
         }
         help_texts = {
-            "selector_value": "Names: one per line or separated by commas. Label: key=value or key (several "
-                              "separated by commas, all must match). Compose: the project's name.",
+            "selector_value": "Names: one per line or separated by commas; host:name for a volume of another "
+                              "host. Label: key=value or key (several separated by commas, all must match). "
+                              "Compose: the project's name. Labels and Compose projects match on every host.",
             "cron": "Five fields: minute hour day-of-month month day-of-week, e.g. 0 2 * * * (daily at 02:00). "
                     "@hourly, @daily, @weekly, @monthly work too.",
             "stop_containers": "Otherwise each volume's own default applies (its cargohold.stop-during-backup label).",

@@ -1,11 +1,13 @@
 """Which volumes a policy covers, evaluated against the mirror when it runs.
 
 Three kinds of selection:
-- names: an explicit list of volume names (a named volume that does not exist yet is
-  kept in the list: its runs fail with a clear message until it does);
-- label: `key=value` or `key`, several separated by commas, all must match;
+- names: an explicit list of volume references (hosts.refs: `name` on the default host,
+  `host:name` on another; a named volume that does not exist yet is kept in the list: its
+  runs fail with a clear message until it does);
+- label: `key=value` or `key`, several separated by commas, all must match (on every host);
 - compose: a Compose project: the volumes labelled with it, and the volumes its
-  containers mount (an `external: true` volume belongs to the project that uses it).
+  containers mount (an `external: true` volume belongs to the project that uses it), on
+  every host: a project deployed on several hosts is covered on each.
 
 Evaluated at run time, so volumes created later are picked up.
 """
@@ -59,7 +61,11 @@ def parse(kind: str, value: str) -> Selection:
         names = [n for n in re.split(r"[\s,]+", value) if n]
         if not names:
             raise SelectionError("List at least one volume name.")
-        bad = [n for n in names if not VOLUME_NAME.match(n)]
+        from hosts import refs
+
+        # A name, or `host:name` for a volume of another host (hosts.refs).
+        bad = [n for n in names
+               if not (refs.HOST_NAME.match(refs.split_ref(n)[0]) and VOLUME_NAME.match(refs.split_ref(n)[1]))]
         if bad:
             raise SelectionError(f"Not a valid volume name: {bad[0][:80]!r}.")
         return Selection(NAMES, names=tuple(dict.fromkeys(names)))
@@ -95,9 +101,14 @@ def selected_volume_names(selection: Selection) -> list[str]:
         return list(selection.names)
     volumes = Volume.objects.present().only("name", "labels")
     if selection.kind == LABEL:
-        # Narrow in SQL on the keys' text, then match exactly in Python.
-        for key, _ in selection.labels:
-            volumes = volumes.filter(labels__icontains=key)
+        # Narrow in SQL on each key (and its value's text), then match exactly in Python
+        # what is left: only the matching volumes' labels are loaded.
+        from django.db.models import Q
+        from django.db.models.fields.json import KeyTextTransform
+        from django.db.models.lookups import Exact
+
+        for key, val in selection.labels:
+            volumes = volumes.filter(Q(labels__has_key=key) if val is None else Q(Exact(KeyTextTransform(key, "labels"), val)))
         return sorted(v.name for v in volumes if selection.matches(v.name, v.labels))
     return [v.name for v in compose_project_volumes(project=selection.project)]
 

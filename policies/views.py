@@ -3,6 +3,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import roles, scoping
+from hosts.selectors import host_param
 from policies import cron, notify, selection, selectors, services
 from policies.forms import NotificationSettingsForm, PolicyForm, selection_from
 from policies.models import BackupPolicy, PolicyRun
@@ -34,7 +35,8 @@ def _team_volumes(request):
 @require_GET
 def policy_list(request):
     scoping.require_anywhere(request, roles.VIEW_INVENTORY)
-    return render(request, "policies/list.html", {"rows": selectors.policy_rows(who=request)})
+    host = host_param(request.GET)
+    return render(request, "policies/list.html", {"rows": selectors.policy_rows(who=request, host=host), "host": host})
 
 
 @require_GET

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
+from hosts import refs
 from project.errors import Refused
 from restores.services import clean_restore_paths
 from volumes.forms import NAME_HELP, known_drivers, pair_rows, parse_pairs, validate_volume_name
@@ -63,6 +64,10 @@ class RestoreNewForm(SelectedPathsMixin, forms.Form):
     # Off by default: with Compose's labels the copy would join the project (and count as reclaimable).
     copy_compose_labels = forms.BooleanField(required=False, label="Copy the Compose labels too")
     paths = PathsField(required=False)
+    # Shown only with several hosts: restoring on another host copies the volume there
+    # through the backup's repository (that host's worker reads it).
+    host = forms.ChoiceField(required=False, label="Target host",
+                             help_text="The Docker host that gets the new volume; its worker restores it.")
 
     def __init__(self, *args, manifest: dict, backup, selected=(), **kwargs):
         """`manifest`: services.restore_defaults (what the restore starts from, and whether
@@ -70,6 +75,15 @@ class RestoreNewForm(SelectedPathsMixin, forms.Form):
         the file browser sent (the query string's `paths`)."""
         super().__init__(*args, **kwargs)
         self._init_paths(backup, selected)
+        from hosts.selectors import host_names
+
+        names = host_names()
+        self.many_hosts = len(names) > 1
+        self.fields["host"].choices = [(n, n) for n in names]
+        source_host = refs.host_of(backup.volume_name)
+        self.fields["host"].initial = source_host if source_host in names else refs.default_host_name()
+        if not self.many_hosts:
+            self.fields["host"].widget = forms.HiddenInput()
         self.may_choose = manifest["may_choose"]
         if self.may_choose:
             drivers = known_drivers()
@@ -91,11 +105,15 @@ class RestoreNewForm(SelectedPathsMixin, forms.Form):
     def clean(self):
         cleaned = super().clean()
         name = cleaned.get("name", "")
+        host = cleaned.get("host") or self.fields["host"].initial
+        cleaned["host"] = host
         if name:
             if problem := validate_volume_name(name):
                 self.add_error("name", problem)
-            elif Volume.objects.present().filter(name=name).exists():
-                self.add_error("name", f"A volume named {name!r} already exists: choose another name.")
+            elif Volume.objects.present().filter(name=refs.make_ref(host, name)).exists():
+                there = f" on {host}" if self.many_hosts else ""
+                self.add_error("name", f"A volume named {name!r} already exists{there}: choose another name.")
+        cleaned["ref"] = refs.make_ref(host, name) if name else ""
         for field, prefix, what in (("options", "opt", "driver option"), ("labels", "label", "label")):
             pairs, errors = parse_pairs(self.data.getlist(f"{prefix}_key"), self.data.getlist(f"{prefix}_value"),
                                         what=what)

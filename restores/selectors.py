@@ -14,13 +14,18 @@ def restore_detail(*, restore_id: int) -> Restore | None:
             .filter(pk=restore_id).first())
 
 
-def restore_page(*, page, volume: str = "", who=None):
-    """`who` (a request or user): their teams' restores (accounts.scoping); None: all."""
+def restore_page(*, page, volume: str = "", host: str = "", who=None):
+    """`who` (a request or user): their teams' restores (accounts.scoping); None: all.
+    `host`: restores into that host's volumes ("" = every host)."""
     from accounts import scoping
+    from hosts.selectors import ref_host_q
 
-    qs = (Restore.objects.all() if who is None else scoping.visible_restores(who)).select_related("job__created_by", "backup")
+    qs = (Restore.objects.all() if who is None else scoping.visible_restores(who)).select_related(
+        "job__created_by", "backup__job")  # backup__job: the origin badge reads the backup's job (an N+1 otherwise)
     if volume:
         qs = qs.filter(volume_name=volume)
+    if host:
+        qs = qs.filter(ref_host_q("volume_name", host))
     return Paginator(qs, PAGE_SIZE).get_page(page)
 
 

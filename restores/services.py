@@ -18,13 +18,14 @@ from django.utils import timezone
 from accounts import roles
 from accounts.services import actor_name, audit_record
 from backups.models import Backup
+from hosts import refs
 from jobs.models import Job
 from jobs.services import job_create
 from project.db import save_fields
 from project.errors import Refused
 from project.redact import REDACTED
 from restores.models import Restore
-from volumes.forms import validate_volume_name
+from volumes.forms import validate_volume_ref
 from volumes.models import Volume
 
 KIND_RESTORE_NEW = "restore"
@@ -127,7 +128,7 @@ def _volume_settings_refusal(*, driver: str | None, options: dict | None, allow_
 
 def suggested_name(backup: Backup) -> str:
     when = (backup.finished_at or backup.created_at or timezone.now()).astimezone(dt_timezone.utc)
-    base = re.sub(r"[^a-zA-Z0-9_.-]", "-", backup.volume_name or "restored")[:200] or "restored"
+    base = re.sub(r"[^a-zA-Z0-9_.-]", "-", refs.split_ref(backup.volume_name or "")[1] or "restored")[:200] or "restored"
     if not base[0].isalnum():
         base = "r" + base
     return f"{base}-restored-{when:%Y%m%d-%H%M%S}"
@@ -218,6 +219,12 @@ def _create_restore(*, backup: Backup, mode: str, volume_name: str, kind: str, u
     return restore
 
 
+def _host_known(name: str) -> bool:
+    from hosts.models import Host
+
+    return name == refs.default_host_name() or Host.objects.filter(name=name).exists()
+
+
 def restore_new_start(
     *, backup: Backup, volume_name: str, driver: str | None = None, options: dict | None = None,
     labels: dict | None = None, allow_devices: bool = False, user=None, trigger: str = "user",
@@ -225,6 +232,10 @@ def restore_new_start(
 ) -> Restore:
     """Queue a restore of `backup` into a new volume `volume_name` (only `paths`, files
     and folders of its file index, when given: `clean_restore_paths`).
+
+    `volume_name` is the new volume's reference (hosts.refs): `host:name` makes it on
+    another host, whose worker runs the job (the job's host is the target's): a copy of a
+    volume to another host through the backup's repository, which that worker must reach.
 
     Driver, options and labels default to `restore_defaults` (the form shows them for
     editing; Compose's labels are left out): the manifest's, except that a user who may not create volumes gets the plain
@@ -249,8 +260,10 @@ def restore_new_start(
         check_restorable(backup)
     except Refused as exc:
         refuse(str(exc), **refusal)
-    if problem := validate_volume_name(volume_name):
+    if problem := validate_volume_ref(volume_name):
         refuse(problem, **refusal)
+    if not _host_known(refs.host_of(volume_name)):
+        refuse(f"There is no host named {refs.host_of(volume_name)}: register it on the Hosts page first.", **refusal)
     if Volume.objects.present().filter(name=volume_name).exists():
         refuse(f"A volume named {volume_name} already exists: choose another name, or restore in place.", **refusal)
     if Restore.objects.active().filter(volume_name=volume_name).exists():

@@ -6,6 +6,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import roles, scoping
+from hosts.selectors import host_param
 from backups import imports
 from backups import selectors as backup_selectors
 from backups.models import Backup
@@ -43,7 +44,7 @@ def restore_new(request, backup_id: int):
         data = form.cleaned_data
         try:
             restore = services.restore_new_start(
-                backup=backup, volume_name=data["name"], driver=data["driver"] or None, options=data["options"],
+                backup=backup, volume_name=data["ref"], driver=data["driver"] or None, options=data["options"],
                 labels=data["labels"], allow_devices=data["allow_devices"], paths=data["paths"], user=request.user,
             )
         except CargoholdError as exc:
@@ -83,9 +84,10 @@ def restore_in_place(request, backup_id: int):
 @require_GET
 def restore_list(request):
     scoping.require_anywhere(request, roles.VIEW_INVENTORY)
-    page = selectors.restore_page(page=request.GET.get("page"), volume=request.GET.get("volume", "")[:255],
-                                  who=request)
-    return render(request, "restores/list.html", {"page": page})
+    host = host_param(request.GET)
+    page = selectors.restore_page(page=request.GET.get("page"), volume=request.GET.get("volume", "")[:320],
+                                  host=host, who=request)
+    return render(request, "restores/list.html", {"page": page, "host": host})
 
 
 @require_GET

@@ -12,6 +12,7 @@ from accounts import roles
 from api import permissions, serializers
 from api.pagination import Pagination
 from api.views.base import ApiView, Open, accepted, query
+from hosts.selectors import host_param, ref_host_q
 from backups import files_selectors, selectors, services
 from backups import views as backup_pages
 from restores import services as restore_services
@@ -30,6 +31,7 @@ class BackupList(Open, generics.ListCreateAPIView):
         query("status", "The backup's status.", enum=serializers.STATUSES),
         query("from", "Created on or after this day (YYYY-MM-DD, UTC)."),
         query("to", "Created on or before this day (YYYY-MM-DD, UTC)."),
+        query("host", "Only backups of this Docker host's volumes."),
     ])
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
@@ -160,14 +162,17 @@ class RestoreInPlace(ApiView):
         return accepted(serializers.RestoreSerializer(restore).data)
 
 
-@extend_schema(tags=["restores"], parameters=[query("volume", "The target volume's name.")])
+@extend_schema(tags=["restores"], parameters=[query("volume", "The target volume's name."),
+                                              query("host", "Only restores into this Docker host's volumes.")])
 class RestoreList(Open, generics.ListAPIView):
     serializer_class = serializers.RestoreSerializer
 
     def get_queryset(self):
         permissions.require_anywhere(self.request, roles.VIEW_INVENTORY, object_type="restore", object_name="(list)")
         qs = permissions.visible(self.request, Restore).select_related("job__created_by", "backup")
-        volume = self.request.query_params.get("volume", "")[:255]
+        volume = self.request.query_params.get("volume", "")[:320]
+        if host := host_param(self.request.query_params):
+            qs = qs.filter(ref_host_q("volume_name", host))
         return qs.filter(volume_name=volume) if volume else qs
 
 

@@ -6,7 +6,9 @@ from rest_framework.response import Response
 
 from accounts import roles
 from api import permissions, serializers
-from api.views.base import ApiView, Open, accepted
+from api.views.base import ApiView, Open, accepted, query
+from hosts.selectors import host_param
+from jobs.models import Job
 from jobs.services import job_cancel
 from policies import selectors, services
 from policies.models import BackupPolicy, PolicyRun
@@ -41,6 +43,30 @@ class PolicyRunNow(ApiView):
         runs = services.policy_run_now(policy=policy, user=request.user, request=request)
         started = sum(1 for r in runs if r.status in PolicyRun.ACTIVE)
         return accepted({"started": started, "runs": serializers.PolicyRunSerializer(runs, many=True).data})
+
+
+@extend_schema(tags=["jobs"], parameters=[
+    query("status", "The job's status.", enum=serializers.STATUSES),
+    query("kind", "The job's kind (backup, restore_new...)."),
+    query("host", "Only the jobs run by this Docker host's worker."),
+])
+class JobList(Open, generics.ListAPIView):
+    """The jobs you can see, newest first."""
+
+    serializer_class = serializers.JobSerializer
+
+    def get_queryset(self):
+        request = self.request
+        permissions.require_anywhere(request, roles.VIEW_INVENTORY, object_type="job", object_name="(list)")
+        qs = permissions.visible(request, Job).select_related("created_by").order_by("-created_at", "-id")
+        status = request.query_params.get("status", "")
+        if status in serializers.STATUSES:
+            qs = qs.filter(status=status)
+        if kind := request.query_params.get("kind", "")[:64]:
+            qs = qs.filter(kind=kind)
+        if host := host_param(request.query_params):
+            qs = qs.filter(host=host)
+        return qs
 
 
 @extend_schema(tags=["jobs"], responses=serializers.JobSerializer)

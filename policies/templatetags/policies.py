@@ -34,4 +34,7 @@ def protection_cell(protection: dict, name: str):
 
 @register.inclusion_tag("policies/_health_summary.html")
 def policy_health_summary():
-    return {"health": selectors.health_summary()}
+    from insights import snapshot
+
+    # Every present volume's protection: reused while nothing it reads changed.
+    return {"health": snapshot.cached("health", "", selectors.health_summary)}

@@ -24,3 +24,20 @@ def size(value) -> str:
 def pretty_json(value) -> str:
     """Indented JSON, keys in their stored order (autoescaped like any text)."""
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+@register.filter
+def ref_host(ref) -> str:
+    """The host of a volume reference (hosts.refs): `{{ backup.volume_name|ref_host }}`."""
+    from hosts.refs import host_of
+
+    return host_of(str(ref or ""))
+
+
+@register.filter
+def ref_name(ref) -> str:
+    """The engine's own name in a volume reference ("pgdata" for "e1:pgdata"): the name
+    column beside a Host column."""
+    from hosts.refs import split_ref
+
+    return split_ref(str(ref or ""))[1]

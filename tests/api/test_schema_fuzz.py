@@ -71,4 +71,5 @@ def test_the_fuzz_covers_every_operation():
     """A new endpoint is fuzzed without anyone remembering to add it."""
     operations = {(op.method.upper(), op.path) for op in (result.ok() for result in schema.get_all_operations())}
     assert ("POST", "/api/v1/backups/") in operations and ("GET", "/api/v1/audit/") in operations
-    assert len(operations) == 20
+    assert ("GET", "/api/v1/hosts/") in operations and ("GET", "/api/v1/jobs/") in operations
+    assert len(operations) == 22

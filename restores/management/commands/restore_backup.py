@@ -30,7 +30,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("backup_id", type=int)
         target = parser.add_mutually_exclusive_group(required=True)
-        target.add_argument("--to", metavar="NEW_NAME", help="restore into a new volume with this name")
+        target.add_argument("--to", metavar="NEW_NAME", help="restore into a new volume with this name; HOST:NAME "
+                                                             "makes it on another registered host (its worker "
+                                                             "restores it, reading the backup's repository)")
         target.add_argument("--in-place", action="store_true", help="replace the content of the backup's volume")
         parser.add_argument("--driver", help="new volume: driver (default: the manifest's, or local; choosing one "
                                              "needs the permission to create volumes)")
