@@ -8,10 +8,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def setup_scratch_django() -> Path:
+def setup_scratch_django(database_url: str = "") -> Path:
+    """`database_url`: a database of its own for the bench (bench.many_hosts makes and drops one
+    on a PostgreSQL server); blank: a SQLite file in the scratch folder."""
     scratch = Path(tempfile.mkdtemp(prefix="cargohold-bench-"))
     os.environ["CARGOHOLD_VAR_DIR"] = str(scratch)
-    os.environ.pop("DATABASE_URL", None)
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    else:
+        os.environ.pop("DATABASE_URL", None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     sys.path.insert(0, str(ROOT))
     import django

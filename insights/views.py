@@ -6,14 +6,19 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from accounts import roles, scoping
-from insights import selectors
+from hosts.selectors import host_param, many_hosts
+from insights import selectors, snapshot
 from volumes.selectors import volume_detail
 
 
 @require_GET
 def overview(request):
     scoping.require_anywhere(request, roles.VIEW_INVENTORY)
-    context = {"o": selectors.overview(who=request), "team": scoping.current_team(request)}
+    # The whole catalogue's figures: reused while nothing they read changed (insights.snapshot).
+    o = snapshot.cached("overview", f"{snapshot.viewer_key(request)}:{selectors.risk_settings()!r}",
+                        lambda: selectors.overview(who=request))
+    context = {"o": o, "team": scoping.current_team(request),
+               "hosts": selectors.host_summaries(who=request) if many_hosts() else []}
     template = "insights/overview.html#figures" if request.htmx else "insights/overview.html"
     return render(request, template, context)
 
@@ -21,7 +26,7 @@ def overview(request):
 def graph_poll_url(filters: selectors.GraphFilters, version: str) -> str:
     params = {
         "project": filters.project_param, "unused": "1" if filters.show_unused else "0",
-        "volume": filters.volume or "", "container": filters.container or "", "v": version,
+        "volume": filters.volume or "", "container": filters.container or "", "host": filters.host, "v": version,
     }
     return f"{reverse('graph')}?{urlencode({k: v for k, v in params.items() if v})}"
 
@@ -30,11 +35,11 @@ def graph_poll_url(filters: selectors.GraphFilters, version: str) -> str:
 def graph(request):
     """The sharing graph; htmx polls get 204 (no swap) while the mirror is unchanged."""
     scoping.require_anywhere(request, roles.VIEW_INVENTORY)
-    filters = selectors.GraphFilters.from_query(request.GET)
+    filters = selectors.GraphFilters.from_query(request.GET, many_hosts=many_hosts())
     version = selectors.mirror_version()
     if request.htmx and request.GET.get("v") == version:
         return HttpResponse(status=204)
-    view = selectors.sharing_graph(filters=filters, rows=selectors.mirror_rows(who=request))
+    view = selectors.sharing_graph(filters=filters, rows=selectors.mirror_rows(who=request, host=filters.host))
     context = {"view": view, "filters": filters, "poll_url": graph_poll_url(filters, version)}
     template = "insights/_graph_live.html" if request.htmx else "insights/graph.html"
     return render(request, template, context)
@@ -43,8 +48,17 @@ def graph(request):
 @require_GET
 def risks(request):
     scoping.require_anywhere(request, roles.VIEW_INVENTORY)
-    last = selectors.last_successful_backups()
-    context = {"groups": selectors.risk_groups(rows=selectors.mirror_rows(who=request), last=last), "backups_available": last is not None}
+    host = host_param(request.GET)
+
+    def compute():
+        last = selectors.last_successful_backups()
+        rows = selectors.mirror_rows(who=request, host=host)
+        return selectors.risk_groups(rows=rows, last=last), last is not None
+
+    # Every present volume's risks: reused while nothing they read changed (insights.snapshot).
+    groups, backups_available = snapshot.cached(
+        "risks", f"{snapshot.viewer_key(request)}:{host}:{selectors.risk_settings()!r}", compute)
+    context = {"groups": groups, "backups_available": backups_available, "host": host}
     return render(request, "insights/risks.html", context)
 
 
