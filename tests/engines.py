@@ -110,12 +110,15 @@ class ExtraEngine:
 
         install = os.environ.get("CARGOHOLD_INSTALL_ID", f"test-{run_id}")
         c = self.client
-        containers = {x.id: x for x in c.containers.list(all=True, filters={"label": f"cargohold.test={run_id}"})}
-        containers |= {x.id: x for x in c.containers.list(all=True, filters={"label": f"cargohold.install={install}"})}
-        containers |= {x.id: x for x in c.containers.list(all=True) if x.name.startswith(f"chtest-{run_id}-")}
-        for ctr in containers.values():
+        # The low-level list: the SDK's containers.list() inspects each one, and a container
+        # removed meanwhile (a --rm run ending) made it raise NotFound.
+        ids = {x["Id"] for x in c.api.containers(all=True, filters={"label": f"cargohold.test={run_id}"})}
+        ids |= {x["Id"] for x in c.api.containers(all=True, filters={"label": f"cargohold.install={install}"})}
+        ids |= {x["Id"] for x in c.api.containers(all=True)
+                if any(n.lstrip("/").startswith(f"chtest-{run_id}-") for n in x.get("Names") or [])}
+        for cid in ids:
             try:
-                ctr.remove(force=True, v=True)
+                c.api.remove_container(cid, force=True, v=True)
             except docker.errors.NotFound:
                 pass
         names = {v.name for v in c.volumes.list(filters={"label": f"cargohold.test={run_id}"})}

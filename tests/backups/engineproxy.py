@@ -154,8 +154,12 @@ def slow_engine_worker(worker_factory, monkeypatch, tmp_path, *, name: str, conc
     proxy = EngineProxy(str(tmp_path / "engine.sock")).start()
     proxy.bytes_per_second = bytes_per_second
     monkeypatch.setenv("DOCKER_HOST", proxy.url)
+    # The attach stream, through the proxy: the FIFO beside the engine would carry the data
+    # past it, and the backup would end before the test acts.
+    monkeypatch.setenv("CARGOHOLD_DATA_CHANNEL", "attach")
     worker = worker_factory(concurrency=concurrency, name=name, queue=queue)
     monkeypatch.delenv("DOCKER_HOST")
+    monkeypatch.delenv("CARGOHOLD_DATA_CHANNEL")
     return worker, queue, proxy
 
 
