@@ -166,9 +166,9 @@ def connect(name: str) -> ExtraEngine:
 
 
 def tls_client(base_url: str, tls, timeout: int = 60):
-    """The product's own TLS client (volumes.engine.core.tls_client): it trusts the
+    """The product's own TLS client (volumes.engine.client.tls_client): it trusts the
     TLSConfig's CA and nothing from REQUESTS_CA_BUNDLE, as a host's worker does."""
-    from volumes.engine.core import tls_client as engine_tls_client
+    from volumes.engine.client import tls_client as engine_tls_client
 
     return engine_tls_client(base_url, tls, timeout=timeout)
 

@@ -1,6 +1,8 @@
 """Writers of the mirror, and the lifecycle's front door.
 
-(About 400 lines: the mirror sync and its three passes belong together.)
+(Over 450 lines: the mirror sync and its passes, which lock the host and write in one
+transaction, belong together; the lifecycle's *_start functions below are the next piece
+to move out, to a volumes/lifecycle.py.)
 
 The mirror's writers (mirror_sync, sizes_refresh) call the engine: worker side only
 (tasks, the event watcher, management commands). The lifecycle's *_start functions are

@@ -149,7 +149,8 @@ try:
     print("channel:", datahelper.data_channel(image))
 except EngineError as exc:
     print("error:", exc)
-print("why:", list(datahelper._channels.values())[0][1])
+from volumes import datachannel
+print("why:", list(datachannel._channels.values())[0][1])
 """
 
 

@@ -2,8 +2,9 @@
 
 It returns our own dataclasses and turns docker's exceptions into ours, with messages
 a person can act on. Only worker-side code (Celery tasks, the event watcher, management
-commands) calls it; the web server never does. One module per concern: `core` (errors,
-dataclasses, the client, inventory, volume and container calls), `mounts` (who mounts a
+commands) calls it; the web server never does. One module per concern: `client` (one SDK
+client per process, for the host its worker serves), `core` (errors, dataclasses,
+inventory, volume and container calls), `mounts` (who mounts a
 volume, from the engine's events), `helpers` (short-lived helper containers that read and
 write volumes), `execs` (commands in running containers, scratch containers). Callers use
 `from volumes import engine` and `engine.<name>`.

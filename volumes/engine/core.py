@@ -4,9 +4,7 @@ volume and container calls (see the package's docstring)."""
 from __future__ import annotations
 
 import logging
-import os
 import re
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ import requests.exceptions
 from django.conf import settings
 
 from hosts import refs
+from volumes.engine.client import api, over_tls, reset_client, tls_client  # noqa: F401  (engine.<name>)
 from project.errors import CargoholdError
 from project.redact import scrubbed_text
 
@@ -253,98 +252,6 @@ def remove_container_quietly(container_id: str, *, what: str, anonymous_volumes:
 def _short(exc: Exception) -> str:
     text = str(exc)
     return text if len(text) < 300 else text[:297] + "..."
-
-
-# --- the client ---------------------------------------------------------------------
-
-_clients: dict[int, docker.DockerClient] = {}
-_clients_lock = threading.Lock()
-
-
-def _client() -> docker.DockerClient:
-    """One client per process (Celery's prefork children each get their own)."""
-    pid = os.getpid()
-    client = _clients.get(pid)
-    if client is not None:
-        return client
-    with _clients_lock:
-        client = _clients.get(pid)
-        if client is None:
-            from hosts.connection import engine_connection
-
-            conn = engine_connection()
-            try:
-                client = _connect(conn)
-            except docker.errors.DockerException as exc:
-                raise EngineUnavailable(
-                    f"Cannot reach the Docker Engine of the host {conn.host_name} at {conn.where}: {_short(exc)}. "
-                    "Is dockerd running, and may this user use its socket?"
-                ) from exc
-            _clients[pid] = client
-    return client
-
-
-def _connect(conn) -> docker.DockerClient:
-    """A client for the host's engine: the SDK's environment for a local socket; for
-    tcp:// the Admin's TLS client certificate, verified against their CA (the PEMs live in
-    memory-only files, never on disk); ssh:// through the worker's own `ssh` and keys."""
-    if conn.url.startswith("ssh://"):
-        return docker.DockerClient(base_url=conn.url, use_ssh_client=True, timeout=settings.DOCKER_TIMEOUT)
-    if conn.uses_tls:
-        tls = docker.tls.TLSConfig(
-            client_cert=(_memory_file("cert", conn.cert_pem), _memory_file("key", conn.key_pem)),
-            ca_cert=_memory_file("ca", conn.ca_pem) if conn.ca_pem else None, verify=True,
-        )
-        return tls_client(conn.url.replace("tcp://", "https://", 1), tls)
-    environment = dict(os.environ)
-    if conn.url:
-        environment["DOCKER_HOST"] = conn.url
-    return docker.from_env(environment=environment, timeout=settings.DOCKER_TIMEOUT)
-
-
-def tls_client(base_url: str, tls, timeout: int | None = None) -> docker.DockerClient:
-    """requests would let REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace the host's CA (then the
-    engine's certificate "has no known issuer"): the client trusts the Admin's CA and nothing
-    from the environment. The SDK asks the API version while it is being made, before that
-    could be set, so it is asked first with the oldest version the SDK speaks."""
-    def make(version: str) -> docker.DockerClient:
-        client = docker.DockerClient(base_url=base_url, tls=tls, timeout=timeout or settings.DOCKER_TIMEOUT,
-                                     version=version)
-        client.api.trust_env = False
-        return client
-
-    probe = make("1.24")
-    try:
-        version = probe.version(api_version=False)["ApiVersion"]
-    finally:
-        probe.close()
-    return make(version)
-
-
-_memory_files: list[int] = []
-
-
-def _memory_file(what: str, text: str) -> str:
-    """A path to `text` that exists only in this process's memory (memfd): OpenSSL reads
-    certificates and keys from paths, and a decrypted key must not touch the disk."""
-    fd = os.memfd_create(f"cargohold-tls-{what}", os.MFD_CLOEXEC)
-    os.write(fd, text.encode())
-    _memory_files.append(fd)  # kept open: the SDK re-reads them for every new connection
-    return f"/proc/self/fd/{fd}"
-
-
-def reset_client() -> None:
-    with _clients_lock:
-        client = _clients.pop(os.getpid(), None)
-    if client is not None:
-        try:
-            client.close()
-        except Exception:
-            pass
-
-
-def api():
-    return _client().api
 
 
 # --- inventory ----------------------------------------------------------------------

@@ -93,7 +93,7 @@ def exec_run(
 
     from docker.utils.socket import frames_iter
 
-    if stdin is not None and str(getattr(api(), "base_url", "")).startswith("https://"):
+    if stdin is not None and over_tls():
         # An exec's input ends by half-closing its connection, which TLS cannot do from
         # Python (SSLSocket.shutdown drops the TLS layer); an exec has no StdinOnce.
         raise EngineError(
