@@ -78,7 +78,7 @@ bench: setup
 
 lint: setup
 	@if command -v shellcheck >/dev/null; then \
-	  shellcheck scripts/*.sh .ci/run && echo "==> shellcheck: clean"; \
+	  shellcheck -x scripts/*.sh .ci/run && echo "==> shellcheck: clean"; \
 	else \
 	  echo "==> shellcheck not installed (apt-get install shellcheck): skipped"; \
 	fi

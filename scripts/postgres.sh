@@ -34,15 +34,8 @@ STATE="$ROOT/var/postgres"
 URL_FILE="$STATE/test-url"
 LOG_DIR="$ROOT/var/log"
 
-say() { printf '==> %s\n' "$*"; }
-warn() { printf '==> WARNING: %s\n' "$*" >&2; }
-die() {
-  printf '==> ERROR: %s\n' "$1" >&2
-  shift
-  local line
-  for line in "$@"; do printf '    %s\n' "$line" >&2; done
-  exit 1
-}
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 if [ -n "${CARGOHOLD_TEST_POSTGRES_URL:-}" ]; then
   say "PostgreSQL (tests): using CARGOHOLD_TEST_POSTGRES_URL; nothing to start"

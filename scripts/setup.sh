@@ -26,16 +26,8 @@ HELPER_IMAGE="${CARGOHOLD_HELPER_IMAGE:-busybox:stable}"
 VENV="$ROOT/.venv"
 LOG_DIR="$ROOT/var/log"
 
-say() { printf '==> %s\n' "$*"; }
-warn() { printf '==> WARNING: %s\n' "$*" >&2; }
-die() {
-  printf '==> ERROR: %s\n' "$1" >&2
-  shift
-  local line
-  for line in "$@"; do printf '    %s\n' "$line" >&2; done
-  exit 1
-}
-have() { command -v "$1" >/dev/null 2>&1; }
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 is_root() { [ "$(id -u)" -eq 0 ]; }
 is_debian() { have apt-get && have dpkg-query; }

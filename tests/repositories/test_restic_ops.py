@@ -3,7 +3,6 @@ password, a stale lock, a full disk, and the password kept out of sight."""
 
 import json
 import subprocess
-from contextlib import contextmanager
 
 import pytest
 
@@ -222,23 +221,12 @@ def test_a_full_disk_fails_clearly_adds_nothing_and_the_next_backup_succeeds(
 
 
 def test_the_password_is_never_in_the_helpers_inspect_the_rows_or_the_logs(
-        no_enqueue, restic_repo, volume_with_files, monkeypatch, caplog):
+        no_enqueue, restic_repo, volume_with_files, inspected_helpers, caplog):
     from accounts.models import AuditEvent
     from backups.models import Backup
     from jobs.models import Job
-    from repositories import restic
-    from volumes import datahelper
 
-    inspected = []
-    real = datahelper.data_helper
-
-    @contextmanager
-    def watching(*args, **kwargs):
-        with real(*args, **kwargs) as helper:
-            inspected.append(dockercli.docker("inspect", helper.container_id))
-            yield helper
-
-    monkeypatch.setattr(restic.datahelper, "data_helper", watching)
+    inspected = inspected_helpers
     repo = restic_repo()
     backup = backup_now(volume_with_files(), repo)
     repo.set_secrets(password="wrong-one-" + PASSWORD)  # a failure's words too

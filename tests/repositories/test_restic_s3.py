@@ -1,7 +1,6 @@
 """A restic repository in an S3 bucket (the SeaweedFS test server on 127.0.0.1): the
 helper reaches it on the host's network, keys and password only on its stdin."""
 
-from contextlib import contextmanager
 
 import pytest
 
@@ -14,21 +13,11 @@ from tests.restores.conftest import run_restore
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_backup_and_restore_through_an_s3_restic_repository(no_enqueue, s3, volume_with_files, monkeypatch,
+def test_backup_and_restore_through_an_s3_restic_repository(no_enqueue, s3, volume_with_files, inspected_helpers,
                                                             make_user):
     from repositories import restic
-    from volumes import datahelper
 
-    inspected = []
-    real = datahelper.data_helper
-
-    @contextmanager
-    def watching(*args, **kwargs):
-        with real(*args, **kwargs) as helper:
-            inspected.append(dockercli.docker("inspect", helper.container_id))
-            yield helper
-
-    monkeypatch.setattr(restic.datahelper, "data_helper", watching)
+    inspected = inspected_helpers
     repo = s3.make_repository(format="restic", password=PASSWORD)
     restic.restic_init(repo)
     assert restic.restic_check_access(repo).endswith("ok")
