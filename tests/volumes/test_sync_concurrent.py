@@ -6,6 +6,8 @@ import threading
 import pytest
 from django.db import connection, connections
 
+from hosts import refs
+from hosts.models import Host
 from tests import dockercli
 from tests.conftest import wait_for
 from volumes import services
@@ -25,6 +27,12 @@ def _waiting_on_a_lock() -> bool:
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's concurrency (the PostgreSQL pass)")
 def test_a_sync_that_starts_while_another_writes_waits_and_neither_inserts_a_volume_twice(monkeypatch):
     name = dockercli.create_volume()
+    # A host of this test's own (on the same local engine): no session worker or event
+    # watcher syncs it, so every volume is new to both syncs here. (On the default host a
+    # watcher's sync could mirror the volume first, and the first sync then found nothing new.)
+    host = f"synctest{dockercli.RUN_ID}".replace("_", "-")[:40]
+    Host.objects.create(name=host)  # blank url: the local engine
+    monkeypatch.setenv("CARGOHOLD_WORKER_HOST", host)
     first_read = threading.Event()  # the first sync has read the mirror and found the volume new
     release = threading.Event()
     second_entered = threading.Event()  # the second sync got as far as the first (no lock)
@@ -52,7 +60,8 @@ def test_a_sync_that_starts_while_another_writes_waits_and_neither_inserts_a_vol
 
     first = threading.Thread(target=sync, name="first-sync")
     first.start()
-    wait_for(first_read.is_set, message="the first sync to read the mirror")
+    wait_for(lambda: first_read.is_set() or not first.is_alive(), message="the first sync to read the mirror")
+    assert errors == [] and first_read.is_set(), errors
     second = threading.Thread(target=sync, name="second-sync")
     second.start()
     # Either the second waits for the first's lock, or (the bug) it reads the same empty
@@ -65,4 +74,4 @@ def test_a_sync_that_starts_while_another_writes_waits_and_neither_inserts_a_vol
     second.join(timeout=60)
 
     assert errors == []
-    assert Volume.objects.filter(name=name).count() == 1
+    assert Volume.objects.filter(name=refs.make_ref(host, name)).count() == 1
