@@ -371,7 +371,16 @@ class DataHelper:
         return codes
 
     def finish_output(self, *, timeout: float | None = None) -> None:
-        """Read the output to its end (stderr kept, stdout dropped)."""
+        """Read the output to its end (stderr kept, stdout dropped). After abort() the
+        connection is gone on purpose: a reader in another thread then just stops (the
+        job's own error is the one to report)."""
+        try:
+            self._finish_output(timeout)
+        except EngineUnavailable:
+            if not self._aborted:
+                raise
+
+    def _finish_output(self, timeout: float | None) -> None:
         if self.channel == FIFO:
             if self._direction == OUT and self._fd is not None and not self._aborted:
                 for _ in self._fifo_output():
