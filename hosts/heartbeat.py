@@ -23,11 +23,17 @@ def beat_once(*, started: bool = False) -> None:
     from hosts.models import Host
 
     now = timezone.now()
-    host, _ = Host.objects.get_or_create(name=refs.worker_host_name())
+    name = refs.worker_host_name()
+    if name == refs.default_host_name():
+        Host.objects.get_or_create(name=name)  # made on first use, as everywhere
+    # Another host's row is made by an Admin only: a worker of a removed host does not
+    # register it again by beating (its engine work is refused: hosts.connection).
     fields = {"heartbeat_at": now, "worker_name": socket.gethostname()[:255]}
     if started:
         fields["worker_started_at"] = now
-    Host.objects.filter(pk=host.pk).update(**fields)
+    if not Host.objects.filter(name=name).update(**fields):
+        logger.warning("host heartbeat: the host %s is not registered (removed?); an Admin adds it on the Hosts page",
+                       name)
 
 
 def _beat_forever(interval: float) -> None:

@@ -78,3 +78,15 @@ def ref_host_q(field: str, host_name: str):
     if host_name == refs.default_host_name():
         return ~Q(**{f"{field}__contains": refs.SEP})
     return Q(**{f"{field}__startswith": f"{host_name}{refs.SEP}"})
+
+
+def host_counts(host: Host) -> dict:
+    """What removing `host` forgets (its mirror) and what stays (its backups)."""
+    from backups.models import Backup
+    from volumes.models import Container, Volume
+
+    return {
+        "volumes_count": Volume.objects.filter(host=host).count(),
+        "containers_count": Container.objects.filter(host=host).count(),
+        "backups_count": Backup.objects.filter(ref_host_q("volume_name", host.name)).count(),
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from django.db import transaction
+from django.db import models, transaction
 
 from hosts import refs
 from hosts.models import Host
@@ -95,3 +95,46 @@ def host_save(*, name: str, url: str = "", ca_pem: str | None = None, cert_pem: 
                  object_type="host", object_name=name, request=request,
                  params={"url": url, "tls": bool(host.tls_client_key_enc)})
     return host, created
+
+
+def host_remove_refusal(host: Host) -> str | None:
+    """Why `host` cannot be removed now (None: it can). Its worker must be stopped first,
+    so nothing writes its rows again while they go, and nothing may be running on it."""
+    from hosts.models import Transfer
+    from jobs.models import Job
+
+    if host.is_default:
+        return f"The host {host.name} is the default one (the engine at DOCKER_HOST): it cannot be removed."
+    if host.online:
+        return (f"The worker of {host.name} is still running (last heard {host.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC): "
+                "stop it first, then remove the host.")
+    if Job.objects.filter(host=host.name, status__in=Job.ACTIVE).exists():
+        return f"Jobs for {host.name} are still queued or running: cancel them or let them end first."
+    prefix = f"{host.name}{refs.SEP}"
+    if Transfer.objects.filter(ended_at__isnull=True).filter(
+            models.Q(source_ref__startswith=prefix) | models.Q(target_ref__startswith=prefix)).exists():
+        return f"A transfer from or to {host.name} is under way: let it end first."
+    return None
+
+
+def host_remove(*, name: str, actor=None, actor_name: str = "", request=None) -> dict:
+    """Forget a host: its row and its mirror (volumes, containers, mounts, engine status).
+    Nothing on the engine is touched, and its backups stay (listed under their volume
+    references, restorable onto another host). Registering the name again starts afresh."""
+    from accounts.services import audit_record
+    from volumes.models import Container, Volume
+
+    with transaction.atomic():
+        host = Host.objects.select_for_update().filter(name=name).first()
+        if host is None:
+            raise Refused(f"No host named {name!r} is registered.")
+        if problem := host_remove_refusal(host):
+            raise Refused(problem)
+        counts = {"volumes": Volume.objects.filter(host=host).count(),
+                  "containers": Container.objects.filter(host=host).count()}
+        Container.objects.filter(host=host).delete()  # their mounts with them
+        Volume.objects.filter(host=host).delete()
+        host.delete()  # its engine status with it
+    audit_record(action="host_remove", actor=actor, actor_name=actor_name, object_type="host", object_name=name,
+                 request=request, params=counts)
+    return counts

@@ -10,7 +10,7 @@ from accounts import roles, scoping
 from hosts import selectors
 from hosts.forms import HostForm
 from hosts.models import Host
-from hosts.services import host_save
+from hosts.services import host_remove, host_remove_refusal, host_save
 from project.errors import Refused
 
 PERM = roles.MANAGE_POLICIES  # with require_global: Admins of the whole installation
@@ -49,3 +49,27 @@ def host_edit(request, name: str | None = None):
             return redirect("host_list")
     status = 400 if request.method == "POST" else 200
     return render(request, "hosts/form.html", {"form": form, "host": host}, status=status)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def host_remove_view(request, name: str):
+    """Forget a host (its worker stopped): a confirmation page that says what goes and what stays."""
+    scoping.require_global(request, PERM, object_type="host", object_name=name)
+    host = get_object_or_404(Host, name=name)
+    refusal = host_remove_refusal(host)
+    if request.method == "POST":
+        if request.POST.get("confirm") != host.name:
+            refusal = refusal or "Tick the box to confirm the removal."
+        else:
+            try:
+                counts = host_remove(name=host.name, actor=request.user, request=request)
+            except Refused as exc:
+                refusal = str(exc)
+            else:
+                messages.success(request, f"Removed the host {name} and its mirror ({counts['volumes']} volumes, "
+                                          f"{counts['containers']} containers); its backups stay.")
+                return redirect("host_list")
+    counts = selectors.host_counts(host)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "hosts/remove.html", {"host": host, "refusal": refusal, **counts}, status=status)

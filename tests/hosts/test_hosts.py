@@ -111,10 +111,22 @@ def test_names_and_the_default_host_are_checked():
 
 @pytest.mark.django_db
 def test_the_heartbeat_marks_the_worker_host_online(monkeypatch):
+    Host.objects.create(name="e7")
     monkeypatch.setenv("CARGOHOLD_WORKER_HOST", "e7")
     beat_once(started=True)
     host = Host.objects.get(name="e7")
     assert host.online and host.worker_started_at and host.worker_name
+
+
+@pytest.mark.django_db
+def test_the_heartbeat_of_an_unregistered_host_does_not_register_it(monkeypatch):
+    monkeypatch.setenv("CARGOHOLD_WORKER_HOST", "gone1")
+    beat_once(started=True)
+    assert not Host.objects.filter(name="gone1").exists()
+    monkeypatch.delenv("CARGOHOLD_WORKER_HOST")
+    Host.objects.filter(name=refs.default_host_name()).delete()
+    beat_once()
+    assert Host.objects.get(name=refs.default_host_name()).online  # the default host is made on first use
 
 
 @pytest.mark.django_db
