@@ -7,7 +7,7 @@ from django import forms
 from hosts import refs
 from project.errors import Refused
 from restores.services import clean_restore_paths
-from volumes.forms import NAME_HELP, known_drivers, pair_rows, parse_pairs, validate_volume_name
+from volumes.forms import NAME_HELP, driver_refusal, known_drivers, pair_rows, parse_pairs, validate_volume_name
 from volumes.models import Volume
 
 ALLOW_DEVICES_HELP = (
@@ -85,6 +85,7 @@ class RestoreNewForm(SelectedPathsMixin, forms.Form):
         if not self.many_hosts:
             self.fields["host"].widget = forms.HiddenInput()
         self.may_choose = manifest["may_choose"]
+        self.manifest_driver = manifest["driver"]
         if self.may_choose:
             drivers = known_drivers()
             if manifest["driver"] not in drivers:
@@ -114,6 +115,9 @@ class RestoreNewForm(SelectedPathsMixin, forms.Form):
                 there = f" on {host}" if self.many_hosts else ""
                 self.add_error("name", f"A volume named {name!r} already exists{there}: choose another name.")
         cleaned["ref"] = refs.make_ref(host, name) if name else ""
+        driver = cleaned.get("driver", "")
+        if self.may_choose and driver != self.manifest_driver and (problem := driver_refusal(driver, host)):
+            self.add_error("driver", problem)  # the backup's own driver: the engine's word, later
         for field, prefix, what in (("options", "opt", "driver option"), ("labels", "label", "label")):
             pairs, errors = parse_pairs(self.data.getlist(f"{prefix}_key"), self.data.getlist(f"{prefix}_value"),
                                         what=what)

@@ -96,11 +96,24 @@ def parse_pairs(keys: list[str], values: list[str], *, what: str) -> tuple[dict[
     return pairs, errors
 
 
-def known_drivers() -> list[str]:
-    """Volume drivers the engine reported at the last sync (the web never asks the engine)."""
-    status = EngineStatus.of_default()
-    plugins = [p for p in (status.volume_plugins if status else []) if isinstance(p, str) and p]
+def known_drivers(host_name: str | None = None) -> list[str]:
+    """Volume drivers the engines reported at their last sync (the web never asks an
+    engine): those of `host_name`, or (None) of any host, for a form whose host is chosen
+    in the same form (driver_refusal then checks the pair). `local` always."""
+    statuses = EngineStatus.objects.all() if host_name is None else EngineStatus.objects.filter(host__name=host_name)
+    plugins = []
+    for reported in statuses.values_list("volume_plugins", flat=True):
+        plugins += [p for p in (reported if isinstance(reported, list) else [])
+                    if isinstance(p, str) and p and p not in plugins]
+    plugins = sorted(plugins)
     return plugins if "local" in plugins else ["local", *plugins]
+
+
+def driver_refusal(driver: str, host_name: str) -> str | None:
+    """Why `driver` cannot be chosen for a volume on `host_name` (None: it can)."""
+    if driver and driver not in known_drivers(host_name):
+        return f"The engine of the host {host_name} reported no volume driver named {driver} at its last sync."
+    return None
 
 
 class VolumeCreateForm(forms.Form):
@@ -164,6 +177,8 @@ class VolumeCreateForm(forms.Form):
             elif Volume.objects.present().filter(name=refs.make_ref(cleaned.get("host") or "", name)).exists():
                 self.add_error("name", f"A volume named {name!r} already exists there.")
         cleaned["host"] = cleaned.get("host") or refs.default_host_name()
+        if problem := driver_refusal(cleaned.get("driver", ""), cleaned["host"]):
+            self.add_error("driver", problem)
         for field, prefix, what in (("options", "opt", "driver option"), ("labels", "label", "label")):
             pairs, errors = parse_pairs(
                 self.data.getlist(f"{prefix}_key"), self.data.getlist(f"{prefix}_value"), what=what
