@@ -11,6 +11,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# ssh: the worker's own client for ssh:// hosts (the docker SDK runs `ssh ... docker system dial-stdio`).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openssh-client \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first (from pyproject.toml, with the postgres extra), so that a code change
 # does not reinstall them.
 COPY pyproject.toml ./

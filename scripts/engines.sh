@@ -25,10 +25,19 @@
 #   CARGOHOLD_TEST_ENGINE_E2=tcp://127.0.0.1:PORT
 #   CARGOHOLD_TEST_ENGINE_E2_SOCKET=unix:///run/cargohold-engines/e2.sock
 #   CARGOHOLD_TEST_ENGINE_E2_CA / _CERT / _KEY=paths of the client's CA, certificate and key
+#   CARGOHOLD_TEST_ENGINE_E1_SSH=ssh://root@127.0.0.1:PORT   e1 again, over ssh (below)
+#   CARGOHOLD_TEST_ENGINE_E1_SSH_PATH=a folder to put first on PATH: its `ssh` uses the harness's
+#                                    client key and known_hosts (ssh -F), nothing of ~/.ssh
+#
+# ssh:// hosts: an sshd of its own (var/engines/ssh: its config, host key, a client key made
+# here) on 127.0.0.1:PORT, whose one authorized key is forced to run `docker system
+# dial-stdio` against e1's socket (restrict,command=...): what the README advises for a
+# worker's key on a real host. Started after the engines, stopped with them.
 #
 # Environment:
 #   CARGOHOLD_ENGINES_E2_PORT        e2's TLS port on 127.0.0.1 (default 23762)
 #   CARGOHOLD_ENGINES_STORAGE_DRIVER overlay2 (default; vfs is tried when overlay2 fails)
+#   CARGOHOLD_ENGINES_SSH_PORT       the harness sshd's port on 127.0.0.1 (default 22022)
 #   CARGOHOLD_HELPER_IMAGE, CARGOHOLD_DATA_HELPER_IMAGE  the images copied from the main engine
 #                                    (defaults as in scripts/setup.sh)
 set -euo pipefail
@@ -45,6 +54,8 @@ ENV_FILE="$VAR/env"
 LEASES="$VAR/leases"
 E2_PORT="${CARGOHOLD_ENGINES_E2_PORT:-23762}"
 STORAGE_DRIVER="${CARGOHOLD_ENGINES_STORAGE_DRIVER:-overlay2}"
+SSH_PORT="${CARGOHOLD_ENGINES_SSH_PORT:-22022}"
+SSH_DIR="$VAR/ssh"
 HELPER_IMAGE="${CARGOHOLD_HELPER_IMAGE:-busybox:stable}"
 DATA_HELPER_IMAGE="${CARGOHOLD_DATA_HELPER_IMAGE-cargohold-data-helper:current}"
 START_TIMEOUT=60
@@ -373,6 +384,70 @@ main_engine_ok() {
     die "the main Docker Engine does not answer ('docker info' fails)" "Run scripts/setup.sh first."
 }
 
+# --- e1 over ssh -------------------------------------------------------------------------
+
+sshd_pid() {
+  local pid
+  pid="$(cat "$SSH_DIR/sshd.pid" 2>/dev/null)" || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && printf '%s' "$pid"
+}
+
+ssh_answers() { # the forced command reaches e1
+  timeout 20 env PATH="$SSH_DIR/bin:$PATH" docker -H "ssh://root@127.0.0.1:$SSH_PORT" version \
+    --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+
+write_ssh_files() {
+  if [ -z "$SSH_DIR" ] || [ "$SSH_DIR" = /ssh ]; then die "internal: SSH_DIR is unset"; fi
+  mkdir -p "$SSH_DIR/bin"
+  chmod 700 "$SSH_DIR"
+  [ -f "$SSH_DIR/host_key" ] || ssh-keygen -q -t ed25519 -N "" -C cargohold-test-sshd -f "$SSH_DIR/host_key"
+  [ -f "$SSH_DIR/client_key" ] || ssh-keygen -q -t ed25519 -N "" -C cargohold-test-worker -f "$SSH_DIR/client_key"
+  printf 'restrict,command="DOCKER_HOST=%s exec docker system dial-stdio" %s\n' \
+    "$(sock_url e1)" "$(cat "$SSH_DIR/client_key.pub")" >"$SSH_DIR/authorized_keys"
+  printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$SSH_DIR/host_key.pub")" >"$SSH_DIR/known_hosts"
+  printf '%s\n' "ListenAddress 127.0.0.1:$SSH_PORT" "HostKey $SSH_DIR/host_key" \
+    "AuthorizedKeysFile $SSH_DIR/authorized_keys" "PidFile $SSH_DIR/sshd.pid" \
+    "PermitRootLogin prohibit-password" "PasswordAuthentication no" "KbdInteractiveAuthentication no" \
+    "UsePAM no" "StrictModes no" "AllowTcpForwarding no" "X11Forwarding no" >"$SSH_DIR/sshd_config"
+  printf '%s\n' "Host *" "  IdentityFile $SSH_DIR/client_key" "  IdentitiesOnly yes" \
+    "  UserKnownHostsFile $SSH_DIR/known_hosts" "  StrictHostKeyChecking yes" "  BatchMode yes" \
+    "  ServerAliveInterval 10" >"$SSH_DIR/ssh_config"
+  printf '#!/bin/sh\nexec /usr/bin/ssh -F %s "$@"\n' "$SSH_DIR/ssh_config" >"$SSH_DIR/bin/ssh"
+  chmod 755 "$SSH_DIR/bin/ssh"
+}
+
+start_sshd() {
+  [ -x /usr/sbin/sshd ] || die "sshd is not installed (the ssh:// host test needs it)" \
+    "to install: apt-get install -y --no-install-recommends openssh-server (scripts/setup.sh does)"
+  [ -x /usr/bin/ssh ] || die "ssh is not installed" "to install: apt-get install -y --no-install-recommends openssh-client"
+  write_ssh_files
+  mkdir -p /run/sshd # sshd's privilege-separation folder
+  if ! sshd_pid >/dev/null; then
+    /usr/sbin/sshd -f "$SSH_DIR/sshd_config" -E "$VAR/sshd.log" ||
+      die "sshd did not start (log: ${VAR#"$ROOT"/}/sshd.log)" \
+        "Is port $SSH_PORT on 127.0.0.1 taken? Set CARGOHOLD_ENGINES_SSH_PORT."
+  fi
+  local i
+  for ((i = 0; i < 20; i++)); do
+    if ssh_answers; then
+      say "ssh: e1 answers over ssh://root@127.0.0.1:$SSH_PORT (sshd pid $(sshd_pid))"
+      return 0
+    fi
+    sleep 0.5
+  done
+  die "e1 does not answer over ssh://root@127.0.0.1:$SSH_PORT (log: ${VAR#"$ROOT"/}/sshd.log)"
+}
+
+stop_sshd() {
+  local pid
+  if pid="$(sshd_pid)"; then
+    say "ssh: stopping sshd (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+  fi
+  rm -f "$SSH_DIR/sshd.pid"
+}
+
 # --- env file and leases ----------------------------------------------------------------
 
 write_env() {
@@ -385,6 +460,8 @@ write_env() {
     printf 'CARGOHOLD_TEST_ENGINE_E2_CA=%s\n' "$CERTS/ca.pem"
     printf 'CARGOHOLD_TEST_ENGINE_E2_CERT=%s\n' "$CERTS/cert.pem"
     printf 'CARGOHOLD_TEST_ENGINE_E2_KEY=%s\n' "$CERTS/key.pem"
+    printf 'CARGOHOLD_TEST_ENGINE_E1_SSH=ssh://root@127.0.0.1:%s\n' "$SSH_PORT"
+    printf 'CARGOHOLD_TEST_ENGINE_E1_SSH_PATH=%s\n' "$SSH_DIR/bin"
   } >"$tmp"
   mv -f "$tmp" "$ENV_FILE"
 }
@@ -430,6 +507,7 @@ cmd_start() {
     [ -z "$DATA_HELPER_IMAGE" ] || copy_image "$name" "$DATA_HELPER_IMAGE"
     check_engine "$name"
   done
+  start_sshd
   mkdir -p "$LEASES"
   : >"$LEASES/$lease"
   write_env
@@ -449,6 +527,7 @@ cmd_stop() {
   fi
   rm -rf "$LEASES"
   rm -f "$ENV_FILE"
+  stop_sshd
   for name in "${ENGINES[@]}"; do stop_engine "$name"; done
   if [ "$purge" = 1 ]; then
     for name in "${ENGINES[@]}"; do
@@ -456,7 +535,7 @@ cmd_stop() {
       rm -rf --one-file-system "$(data_root "$name")"
     done
     rmdir "$DATA_BASE" 2>/dev/null || true
-    rm -rf "$CERTS"
+    rm -rf "$CERTS" "$SSH_DIR"
   fi
   rmdir "$RUN_BASE" 2>/dev/null || true
 }
@@ -474,6 +553,7 @@ cmd_status() {
       rc=3
     fi
   done
+  if pid="$(sshd_pid)"; then say "ssh: sshd running (pid $pid, 127.0.0.1:$SSH_PORT)"; else say "ssh: sshd stopped"; fi
   if [ -f "$ENV_FILE" ]; then say "env file: ${ENV_FILE#"$ROOT"/}"; else say "env file: none"; fi
   return "$rc"
 }

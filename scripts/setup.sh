@@ -75,10 +75,12 @@ is_dynamic() {
   have ldd && ldd "$1" >/dev/null 2>&1
 }
 
-REQUIRED_PKGS=(docker.io redis-server busybox-static zstd tar restic make) # tar, zstd, restic: the data helper image
+# tar, zstd, restic: the data helper image; openssh-client: ssh:// hosts (the worker's own ssh)
+REQUIRED_PKGS=(docker.io redis-server busybox-static zstd tar restic make openssh-client)
 # browser tests, compose-file checks, xattr/ACL fidelity tests, promtool for the alert rules,
-# PostgreSQL and sqlite3 for the database-dump tests' images (tests/dbimages.py)
-TEST_ONLY_PKGS=(chromium docker-compose acl attr prometheus postgresql sqlite3)
+# PostgreSQL and sqlite3 for the database-dump tests' images (tests/dbimages.py), openssh-server
+# for the ssh:// host test (scripts/engines.sh runs its own sshd on 127.0.0.1)
+TEST_ONLY_PKGS=(chromium docker-compose acl attr prometheus postgresql sqlite3 openssh-server)
 
 missing_required=()
 missing_test_only=()

@@ -12,7 +12,7 @@ import pytest
 from tests import dockercli
 from tests.envsetup import ROOT, VAR_DIR
 from tests.s3server import s3, s3_server  # noqa: F401  (fixtures: a real SeaweedFS S3 server)
-from tests.engines import _extra_engines_cleanup, extra_engine_e1, extra_engine_e2  # noqa: F401  (two extra engines)
+from tests.engines import _extra_engines_cleanup, e1_over_ssh, extra_engine_e1, extra_engine_e2  # noqa: F401  (extra engines)
 
 pytest.register_assert_rewrite("tests.helpers")
 

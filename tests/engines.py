@@ -197,6 +197,20 @@ def extra_engine_e2():
     yield from _session_engine("e2")
 
 
+@pytest.fixture
+def e1_over_ssh(extra_engine_e1, monkeypatch) -> str:
+    """e1 again, as an ssh:// host would reach it: the harness's sshd forces its one key to
+    `docker system dial-stdio` on e1's socket. PATH (this process's and the workers' it
+    starts) gets the harness's `ssh`, which uses that key and known_hosts (ssh -F), nothing
+    of ~/.ssh. Returns the host URL (ssh://root@127.0.0.1:PORT)."""
+    env = read_env()
+    url, path = env.get("CARGOHOLD_TEST_ENGINE_E1_SSH"), env.get("CARGOHOLD_TEST_ENGINE_E1_SSH_PATH")
+    if not url or not path:
+        _missing("no CARGOHOLD_TEST_ENGINE_E1_SSH / _SSH_PATH: the harness's sshd")
+    monkeypatch.setenv("PATH", f"{path}{os.pathsep}{os.environ.get('PATH', '')}")
+    return url
+
+
 @pytest.fixture(autouse=True)
 def _extra_engines_cleanup(request):
     """After every test that asked for an extra engine, remove this run's objects on it."""

@@ -36,7 +36,9 @@ from volumes.engine import (
     EngineUnavailable,
     NotFound,
     _short,
+    half_close,
     over_tls,
+    recv_some,
     _translate,
     api,
     remove_container_quietly,
@@ -151,7 +153,7 @@ class DataHelper:
     def _recv(self) -> bool:
         while True:
             try:
-                data = self._sock.recv(1 << 20)
+                data = recv_some(self._sock, 1 << 20)
                 break
             except TimeoutError:
                 if self.channel == FIFO and not self._aborted:
@@ -323,7 +325,7 @@ class DataHelper:
             self._close_input_connection()
             return
         try:
-            self._sock.shutdown(socket.SHUT_WR)
+            half_close(self._sock)
         except OSError:
             pass
 

@@ -5,6 +5,7 @@ socket, TLS client certificates for tcp://, the worker's ssh for ssh://)."""
 from __future__ import annotations
 
 import os
+import socket
 import threading
 
 import docker
@@ -101,6 +102,37 @@ def reset_client() -> None:
 
 def api():
     return _client().api
+
+
+# --- raw attach/exec sockets: what differs by transport ----------------------------------------
+# Over ssh:// (the SDK's use_ssh_client) an attach or exec "socket" is the SDK's SSHSocket: a
+# pipe to the worker's `ssh`, running `docker system dial-stdio` on the far side. Its recv()
+# reads the pipe until it holds n bytes (a 1 MiB read waits for a whole MiB), and shutdown()
+# fails (it is no connected socket), so the end of our input never reached the helper.
+
+
+def _ssh_pipe(sock):
+    proc = getattr(sock, "proc", None)
+    return proc if proc is not None and getattr(proc, "stdin", None) is not None else None
+
+
+def recv_some(sock, size: int) -> bytes:
+    """What has arrived, up to `size` bytes (b"": the end)."""
+    proc = _ssh_pipe(sock)
+    if proc is not None:
+        return proc.stdout.read1(size)  # no timeout: the worker's ssh (ServerAliveInterval) ends a dead link
+    return sock.recv(size)
+
+
+def half_close(sock) -> None:
+    """End what we send, keep reading. Over ssh: close the pipe to `ssh`, which sends EOF;
+    dial-stdio then half-closes its connection to dockerd, which ends the container's stdin."""
+    proc = _ssh_pipe(sock)
+    if proc is not None:
+        if not proc.stdin.closed:
+            proc.stdin.close()
+        return
+    sock.shutdown(socket.SHUT_WR)
 
 
 def over_tls() -> bool:

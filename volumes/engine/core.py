@@ -17,7 +17,7 @@ import requests.exceptions
 from django.conf import settings
 
 from hosts import refs
-from volumes.engine.client import api, over_tls, reset_client, tls_client  # noqa: F401  (engine.<name>)
+from volumes.engine.client import api, half_close, over_tls, recv_some, reset_client, tls_client  # noqa: F401  (engine.<name>)
 from project.errors import CargoholdError
 from project.redact import scrubbed_text
 

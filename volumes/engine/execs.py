@@ -89,8 +89,6 @@ def exec_run(
     noted and the processes under it (`killers` says which of the two to try); the
     result says timed_out. Raises EngineError when the engine refuses the exec itself.
     """
-    import socket as socketlib
-
     from docker.utils.socket import frames_iter
 
     if stdin is not None and over_tls():
@@ -147,7 +145,7 @@ def exec_run(
         try:
             for chunk in stdin:
                 raw.sendall(chunk)
-            raw.shutdown(socketlib.SHUT_WR)
+            half_close(raw)
         except BaseException as exc:
             failure.append(exc)
 
