@@ -7,11 +7,11 @@ SHELL := /bin/bash
 
 HOST ?= 127.0.0.1
 PORT ?= 8000
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?= -n 2 --durations=15
 # make test runs the whole suite on PostgreSQL (production's database), then the
 # database-only part (services, views, API; no engine, real worker or browser) on SQLite
 # (the embedded default of make run). TEST_DATABASES=sqlite (or postgres) runs one pass;
-# PYTEST_ARGS_SQLITE= runs the whole suite on SQLite too.
+# PYTEST_ARGS_SQLITE= runs the whole suite on SQLite too. --durations: each pass names its 15 slowest tests.
 TEST_DATABASES ?= postgres sqlite
 PYTEST_ARGS_POSTGRES ?=
 PYTEST_ARGS_SQLITE ?= -m "not engine and not worker and not browser"
