@@ -197,16 +197,21 @@ def run_restores(*, volume: str, out: Path, helper: str, bench_script: str, sh, 
                   .order_by("-finished_at").first())
         # The helper path on its default data channel (a FIFO beside the engine where that
         # works), then on the attach stream (dockerd relays the data), then the engine's API.
-        for label, data_path, channel in (("Cargohold, helper path", "auto", "auto"),
-                                          (ATTACH_ROW, "auto", "attach"),
-                                          ("Cargohold, engine API path", "engine", "auto")):
-            target = f"{volume}-r-{data_path}-{channel}-{stamp}"
+        # The FIFO row twice: the checked tar sent to the helper (the default), and the
+        # compressed bytes (CARGOHOLD_RESTORE_FIFO_FORM=zstd: the helper decompresses again).
+        for label, data_path, channel, form in (("Cargohold, helper path", "auto", "auto", "tar"),
+                                                (FIFO_ZSTD_ROW, "auto", "auto", "zstd"),
+                                                (ATTACH_ROW, "auto", "attach", "tar"),
+                                                ("Cargohold, engine API path", "engine", "auto", "tar")):
+            target = f"{volume}-r-{data_path}-{channel}-{form}-{stamp}"
             with mock.patch("jobs.services.job_enqueue"):  # the child runs it, not a worker
                 restore = services.restore_new_start(backup=backup, volume_name=target, trigger="bench")
             made.append(target)
+            os.sync()  # the restore before's dirty pages are not this one's to write back
             proc = subprocess.run([sys.executable, bench_script, "--restore-child", str(restore.job_id)],
                                   env=dict(os.environ, CARGOHOLD_DATA_PATH=data_path,
-                                           CARGOHOLD_DATA_CHANNEL=channel), check=True,
+                                           CARGOHOLD_DATA_CHANNEL=channel, CARGOHOLD_RESTORE_FIFO_FORM=form),
+                                  check=True,
                                   capture_output=True, text=True)
             report = json.loads(proc.stdout.strip().splitlines()[-1])
             if report["status"] != "succeeded":
@@ -218,6 +223,7 @@ def run_restores(*, volume: str, out: Path, helper: str, bench_script: str, sh, 
         target = f"{volume}-r-host-{stamp}"
         mount = _fresh_volume(engine, target)
         made.append(target)
+        os.sync()
         seconds = sh(f"zstd -dc {out / 'host.tar.zst'} | tar -xpf - -C {mount}")
         judge("host zstd -dc | tar -xpf", target, seconds)
     finally:
@@ -230,6 +236,7 @@ def run_restores(*, volume: str, out: Path, helper: str, bench_script: str, sh, 
 
 
 ATTACH_ROW = "Cargohold, helper, attach"
+FIFO_ZSTD_ROW = "Cargohold, FIFO, zstd form"
 
 
 def report(results: dict[str, dict]) -> None:
@@ -239,11 +246,12 @@ def report(results: dict[str, dict]) -> None:
     for name, r in results.items():
         what = "yes" if r["exact"] else "no: " + ", ".join(f"{k} {v}" for k, v in sorted(r["diff"].items()))
         print(f"{name:<32} {r['seconds']:>8.2f}s {r['seconds'] / host:>7.2f}x  {what}")
-    for name in ("Cargohold, helper path", ATTACH_ROW, "Cargohold, engine API path"):
+    for name in ("Cargohold, helper path", FIFO_ZSTD_ROW, ATTACH_ROW, "Cargohold, engine API path"):
         ours = results.get(name)
         if ours and "result" in ours:
             print(f"{name}: check (SHA-256 + every member) {ours['result'].get('check_seconds', 0):.2f} s, "
-                  f"write ({ours['result'].get('data_path')}, {ours['result'].get('data_channel', '-')} channel) "
+                  f"write ({ours['result'].get('data_path')}, {ours['result'].get('data_channel', '-')} channel, "
+                  f"{ours['result'].get('data_form', '-')} form) "
                   f"{ours['result'].get('write_seconds', 0):.2f} s, "
                   f"job total {ours['seconds']:.2f} s, "
                   f"peak memory {ours.get('maxrss_kib', 0) / 1024:.0f} MiB (VmHWM), "

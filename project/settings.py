@@ -274,6 +274,13 @@ DATA_CHANNEL = env("CARGOHOLD_DATA_CHANNEL", "auto")
 if DATA_CHANNEL not in ("auto", "attach", "fifo"):
     raise ValueError(f"CARGOHOLD_DATA_CHANNEL must be auto, attach or fifo, got {DATA_CHANNEL!r}")
 DATA_CHANNEL_DIR = Path(env("CARGOHOLD_DATA_CHANNEL_DIR", str(VAR_DIR / "channels")))
+# What a single-pass restore sends over the FIFO channel (the attach stream always carries
+# the stored zstd bytes): tar (default), the tar the worker decompressed and checked, so the
+# helper runs tar -x alone and zstd runs once per byte; zstd, the stored bytes (the helper
+# decompresses them again, as before).
+RESTORE_FIFO_FORM = env("CARGOHOLD_RESTORE_FIFO_FORM", "tar")
+if RESTORE_FIFO_FORM not in ("tar", "zstd"):
+    raise ValueError(f"CARGOHOLD_RESTORE_FIFO_FORM must be tar or zstd, got {RESTORE_FIFO_FORM!r}")
 BACKUP_ROOT = Path(env("BACKUP_ROOT", str(VAR_DIR / "backups")))
 # A backup waits this long in the queue for another operation on its volume, then is refused.
 BACKUP_LOCK_WAIT_SECONDS = env_int("BACKUP_LOCK_WAIT_SECONDS", 300)
