@@ -6,4 +6,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts, roles and audit"
 
     def ready(self):
-        from accounts import signals  # noqa: F401  (login / failed login audit)
+        from accounts import (
+            ownership,  # noqa: F401  (keeps VolumeOwnership for single-row writes)
+            signals,  # noqa: F401  (login / failed login audit)
+        )

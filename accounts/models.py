@@ -73,8 +73,9 @@ class AuditEvent(models.Model):
 
 
 class Team(models.Model):
-    """A group of people owning some volumes: which ones is decided by its rules (TeamRule),
-    evaluated against the mirror at each request (accounts.scoping), never copied."""
+    """A group of people owning some volumes: which ones is decided by its rules (TeamRule);
+    the result is kept in VolumeOwnership (accounts.ownership) so that every page reads it
+    through one indexed column instead of evaluating each rule over every volume."""
 
     name = models.CharField(max_length=100, unique=True)
     description = models.CharField(max_length=300, blank=True)
@@ -124,3 +125,24 @@ class TeamMembership(models.Model):
 
     def __str__(self):
         return f"{self.user} in {self.team} ({self.role})"
+
+
+class VolumeOwnership(models.Model):
+    """Volume X belongs to team T: what the team's rules (accounts.ownership.rule_q) match,
+    kept so that a team-scoped page reads one indexed column instead of evaluating label
+    JSON and Compose mounts over 10,000 volumes at every request (issue 16). Derived only:
+    written by accounts.ownership.ownership_refresh alone, in the transaction of whatever
+    changed what it derives from (the mirror sync of the volume's host, a rule's change).
+    Never edited by hand; a team's deletion cascades."""
+
+    volume = models.ForeignKey("volumes.Volume", on_delete=models.CASCADE, related_name="ownerships")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="ownerships")
+
+    class Meta:
+        default_permissions = ()
+        constraints = [models.UniqueConstraint(fields=["volume", "team"], name="accounts_ownership_unique")]
+        # A team's volumes (every scoped page): team first, the volume id read from the index alone.
+        indexes = [models.Index(fields=["team", "volume"], name="accounts_ownership_team")]
+
+    def __str__(self):
+        return f"{self.volume_id} of {self.team_id}"

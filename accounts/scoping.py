@@ -12,8 +12,12 @@ the pages, the CLI's --user and the API.
   team owns; volumes no rule matches are the global Admins' alone.
 
 Everything else (backups, restores, jobs, policies, the audit trail) belongs to the team
-that owns its volume: resolved in SQL (Q objects over `labels` and mounts), never per row
-in Python. Another team's object answers 404; a visible one the role may not touch, 403.
+that owns its volume: resolved in SQL, never per row in Python. Which team owns a volume is
+read from accounts.VolumeOwnership (one indexed column), which accounts.ownership keeps
+from the rules (rule_q) in the same transaction as the sync or rule change that moves it:
+evaluating the rules' label JSON and mounts inside every page's queries cost 250-550 ms a
+page at 10,000 volumes. Another team's object answers 404; a visible one the role may not
+touch, 403.
 """
 
 from dataclasses import dataclass, field
@@ -25,11 +29,12 @@ from django.db.models.functions import Cast
 from django.http import Http404
 
 from accounts import roles
-from accounts.models import AuditEvent, Team, TeamMembership, TeamRule
+from accounts.models import AuditEvent, Team, TeamMembership
 
 # Which volumes a team owns: accounts.ownership (re-exported for the pages and the API).
 from accounts.ownership import (  # noqa: F401
     is_unowned,
+    owned_by_q,
     owned_q,
     rule_q,
     rules_q,
@@ -52,7 +57,7 @@ class Scope:
     everything: bool = False  # every volume (global Admin, or no teams at all): global perms
     owned_only: bool = False  # every team-owned volume: global perms
     team_roles: dict = field(default_factory=dict)  # team id -> role name (team members)
-    team_q: dict = field(default_factory=dict)  # team id -> Q over Volume
+    team_q: dict = field(default_factory=dict)  # team id -> Q over Volume (its VolumeOwnership rows)
 
 
 def scope_of(user) -> Scope:
@@ -65,11 +70,10 @@ def scope_of(user) -> Scope:
     if roles.role_of(user) == roles.ADMIN:
         scope = Scope(everything=True)
     else:
-        members = list(TeamMembership.objects.filter(user=user).select_related("team")
-                       .prefetch_related("team__rules"))
+        members = list(TeamMembership.objects.filter(user=user))
         if members:
             scope = Scope(team_roles={m.team_id: m.role for m in members},
-                          team_q={m.team_id: rules_q(m.team.rules.all()) for m in members})
+                          team_q={m.team_id: owned_by_q([m.team_id]) for m in members})
         elif teams_exist():
             scope = Scope(owned_only=True)
         else:
@@ -118,13 +122,10 @@ def _volume_q(user, perm: str, team_id: int | None) -> Q | None:
         if not user.has_perm(perm):
             return Q(pk__in=[])
         if team_id is not None:
-            return rules_q(TeamRule.objects.filter(team_id=team_id))
+            return owned_by_q([team_id])
         return None if scope.everything else owned_q()
-    q = Q(pk__in=[])
-    for tid, role in scope.team_roles.items():
-        if perm in _PERMS[role] and team_id in (None, tid):
-            q |= scope.team_q[tid]
-    return q
+    # One subquery over the teams granting `perm` (not one per team OR-ed together).
+    return owned_by_q(tid for tid, role in scope.team_roles.items() if perm in _PERMS[role] and team_id in (None, tid))
 
 
 # --- what a user sees ------------------------------------------------------------------------
@@ -147,26 +148,33 @@ def _names(who, perm):
     return visible_volumes(who, perm).values("name")
 
 
+def _volume_ids(who, perm):
+    """The visible volumes' ids as a subquery (mounts join on it without the name); None: every volume."""
+    user, _, team_id = _split(who)
+    if _volume_q(user, perm, team_id) is None:
+        return None
+    return visible_volumes(who, perm).order_by().values("pk")
+
+
 def visible_mounts(who, perm: str = roles.VIEW_INVENTORY) -> QuerySet:
     from volumes.models import Mount
 
-    names = _names(who, perm)
-    if names is None:
+    ids = _volume_ids(who, perm)
+    if ids is None:
         return Mount.objects.all()
     # A visible container's binds and tmpfs belong to no team: shown beside its volumes.
-    mine = Mount.objects.filter(volume__name__in=names).values("container_id")
-    return Mount.objects.filter(Q(volume__name__in=names) | Q(volume__isnull=True, container_id__in=mine))
+    mine = Mount.objects.filter(volume_id__in=ids).values("container_id")
+    return Mount.objects.filter(Q(volume_id__in=ids) | Q(volume__isnull=True, container_id__in=mine))
 
 
 def visible_containers(who, perm: str = roles.VIEW_INVENTORY) -> QuerySet:
     """Containers mounting a visible volume (their other mounts: visible_mounts)."""
-    from volumes.models import Container
+    from volumes.models import Container, Mount
 
-    names = _names(who, perm)
-    if names is None:
+    ids = _volume_ids(who, perm)
+    if ids is None:
         return Container.objects.all()
-    return Container.objects.filter(pk__in=visible_mounts(who, perm).filter(volume__isnull=False)
-                                    .values("container_id"))
+    return Container.objects.filter(pk__in=Mount.objects.filter(volume_id__in=ids).values("container_id"))
 
 
 def visible_backups(who, perm: str = roles.VIEW_INVENTORY) -> QuerySet:
@@ -211,15 +219,34 @@ def visible_jobs(who, perm: str = roles.VIEW_INVENTORY) -> QuerySet:
 def visible_policies(who, perm: str = roles.VIEW_INVENTORY) -> QuerySet:
     """Policies whose every selected volume is visible (and that select at least one): a
     policy spanning teams is the global Admins' (its page would name the others' volumes).
-    Policies are few; their selections are evaluated one by one like a run does."""
+    Policies are few; each is decided in SQL by two EXISTS (a visible volume it selects, an
+    invisible one it selects) rather than by loading its selection's names (at 10,000
+    volumes a tier-wide selection is thousands of rows, for each policy)."""
     from policies.models import BackupPolicy
 
-    names = _names(who, perm)
-    if names is None:
+    user, _, team_id = _split(who)
+    visible_q = _volume_q(user, perm, team_id)
+    if visible_q is None:
         return BackupPolicy.objects.all()
-    visible = set(names.values_list("name", flat=True))
-    ids = [p.pk for p in BackupPolicy.objects.all() if _covered(_policy_names(p), visible)]
+    ids = [p.pk for p in BackupPolicy.objects.all() if _selects_only(p, visible_q)]
     return BackupPolicy.objects.filter(pk__in=ids)
+
+
+def _selects_only(policy, visible_q: Q) -> bool:
+    """Whether the policy selects at least one volume now and only volumes in `visible_q`
+    (the same answer as _covered(_policy_names(policy), visible names))."""
+    from policies.selection import NAMES, SelectionError
+    from volumes.models import Volume
+
+    try:
+        selection = policy.selection
+    except SelectionError:
+        return False
+    if selection.kind == NAMES:  # listed names count even before the volume exists
+        names = set(selection.names)
+        return Volume.objects.filter(visible_q, name__in=names).count() == len(names)
+    selected = Volume.objects.present().filter(rule_q(selection.kind, policy.selector_value)).order_by()
+    return selected.filter(visible_q).exists() and not selected.exclude(visible_q).exists()
 
 
 def _policy_names(policy) -> list[str]:
@@ -289,7 +316,7 @@ def _object_names(obj) -> list[str]:
 
 def _name_roles(user, names) -> dict[str, str]:
     """name -> the user's role on that volume, for the visible ones among `names`."""
-    from volumes.models import Volume
+    from accounts.models import VolumeOwnership
 
     scope = scope_of(user)
     names = set(names)
@@ -299,13 +326,14 @@ def _name_roles(user, names) -> dict[str, str]:
         role = roles.role_of(user) or "(own permissions)"
         if scope.everything:
             return {n: role for n in names}
-        owned = Volume.objects.filter(name__in=names).filter(owned_q()).values_list("name", flat=True)
+        owned = VolumeOwnership.objects.filter(volume__name__in=names).values_list("volume__name", flat=True)
         return {n: role for n in owned}
     found: dict[str, str] = {}
-    for tid, role in scope.team_roles.items():
-        for name in Volume.objects.filter(name__in=names).filter(scope.team_q[tid]).values_list("name", flat=True):
-            if _RANK[role] > _RANK.get(found.get(name), 0):
-                found[name] = role
+    for name, tid in (VolumeOwnership.objects.filter(volume__name__in=names, team_id__in=list(scope.team_roles))
+                      .values_list("volume__name", "team_id")):
+        role = scope.team_roles[tid]
+        if _RANK[role] > _RANK.get(found.get(name), 0):
+            found[name] = role
     return found
 
 

@@ -1,6 +1,8 @@
 """Teams: created, given rules and members by global Admins; every change audited.
 
-Which volumes a team owns is read through accounts.scoping (rule_q), never stored.
+Which volumes a team owns is what its rules match (accounts.ownership.rule_q), kept in
+VolumeOwnership: a rule's creation or deletion refreshes the team's rows in the same
+transaction (accounts.ownership's receivers), a team's deletion cascades.
 """
 
 from django.contrib.auth import get_user_model
@@ -51,8 +53,14 @@ def team_create(*, name: str, description: str = "", request=None) -> Team:
 
 
 def team_delete(*, team: Team, request=None) -> None:
+    from accounts.ownership import ownership_lock
+
     name = team.name
-    team.delete()
+    with transaction.atomic():
+        # Before the cascade deletes its VolumeOwnership rows: a running sync's insert of
+        # this team's rows must not slip in between (PostgreSQL).
+        ownership_lock()
+        team.delete()
     audit_record(action="team_delete", request=request, object_type="team", object_name=name)
 
 
@@ -71,7 +79,8 @@ def rule_add(*, team: Team, kind: str, value: str, request=None) -> TeamRule:
 def rule_remove(*, rule: TeamRule, request=None) -> None:
     params = {"kind": rule.kind, "value": rule.value}
     team = rule.team
-    rule.delete()
+    with transaction.atomic():  # the rule and its team's VolumeOwnership rows go together
+        rule.delete()
     audit_record(action="team_rule_remove", request=request, object_type="team", object_name=team.name,
                  params=params)
 

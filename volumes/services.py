@@ -106,6 +106,12 @@ def mirror_sync() -> SyncResult:
         _sync_mounts(engine_containers, result, host=host)
         _update_container_counts(host)
         _update_last_mounts(host)
+        if result.changed:
+            # Which team owns which volume follows labels and mounts: kept in this
+            # transaction, so it moves exactly when this sync commits (accounts.ownership).
+            from accounts.ownership import ownership_refresh
+
+            ownership_refresh(host=host)
         status = EngineStatus.get(host.name)
         status.engine_id = engine_info.id
         status.host_name = engine_info.host_name
