@@ -20,29 +20,17 @@ so a volume becomes a team's exactly when the write that makes it so commits:
 
 from django.db import connections, router, transaction
 from django.db.models import BigIntegerField, Q, QuerySet, Value
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.lookups import Exact
 from django.db.models.signals import post_delete, post_save
 
 from accounts.models import Team, TeamRule, VolumeOwnership
 
 
 def rule_q(kind: str, value: str) -> Q:
-    """The volumes one rule matches, as a Q over Volume (validated by policies.selection)."""
-    from policies.selection import COMPOSE_LABEL, parse
-    from volumes.models import Mount
+    """The volumes one rule matches, as a Q over Volume (validated by policies.selection;
+    the same SQL as a policy's selection: policies.selection.selection_q)."""
+    from policies.selection import parse, selection_q
 
-    selection = parse(kind, value)
-    if kind == TeamRule.Kind.LABEL:
-        q = Q()
-        for key, val in selection.labels:
-            # Exact on the key's text: label keys hold dots and may hold "__".
-            q &= Q(labels__has_key=key) if val is None else Q(Exact(KeyTextTransform(key, "labels"), val))
-        return q
-    # A Compose project's volumes: labelled with it, or mounted by its (present) containers.
-    mounted = Mount.objects.filter(container__compose_project=selection.project, container__gone_since__isnull=True,
-                                   volume__isnull=False).values("volume_id")
-    return Q(Exact(KeyTextTransform(COMPOSE_LABEL, "labels"), selection.project)) | Q(pk__in=mounted)
+    return selection_q(parse(kind, value))
 
 
 def rules_q(rules) -> Q:

@@ -25,7 +25,7 @@ is the real sync's). Then it prints:
    runs) with 50 policies over the mirror: first tick and median of the next ones.
 
     .venv/bin/python bench/many_hosts.py [--requests 20] [--hosts 10] [--volumes 1000] [--containers 300]
-                                    [--backups 3] [--sync-runs 5] [--database-url postgres://…]
+                                    [--backups 3] [--sync-runs 5] [--database-url postgres://…] [--pages-only]
 
 `--database-url` names a PostgreSQL *server* (any database on it, e.g. the tests' server:
 `--database-url "$(cat var/postgres/test-url)"`, written by scripts/postgres.sh): the bench
@@ -389,7 +389,7 @@ def run(label: str, args, *, n_hosts, n_volumes, n_containers, n_backups, n_poli
     cmd = [sys.executable, __file__, "--child", out.name, "--hosts", str(n_hosts), "--volumes", str(n_volumes),
            "--containers", str(n_containers), "--backups", str(n_backups), "--policies", str(n_policies),
            "--requests", str(args.requests), "--sync-runs", str(args.sync_runs), "--days", str(args.days),
-           "--tick-policies", str(args.tick_policies)]
+           "--tick-policies", str(args.tick_policies)] + (["--pages-only"] if args.pages_only else [])
     if args.database_url:
         cmd += ["--database-url", args.database_url]
     print(f"==> {label}: {n_hosts} host(s) x {n_volumes} volumes / {n_containers} containers ...", flush=True)
@@ -453,8 +453,8 @@ def child(args) -> None:
                 clients[who] = c
             host = host_names(args.hosts)[-1]
             pages = measure_pages(clients, host, args.requests)
-            sync = measure_sync(listings, args.sync_runs)
-            tick = measure_tick(args.tick_policies, args.sync_runs)
+            sync = {} if args.pages_only else measure_sync(listings, args.sync_runs)
+            tick = None if args.pages_only else measure_tick(args.tick_policies, args.sync_runs)
             data = {
                 "vendor": connection.vendor, "fill_s": fill_s,
                 "counts": {"volumes": Volume.objects.count(), "containers": Container.objects.count(),
@@ -485,6 +485,8 @@ def report(base: dict, big: dict, args) -> None:
         ok = "ok" if p95 < TARGET_P95_MS else "MISS"
         print(f"{who:16} {page.replace('{host}', '…'):22} {bmed:8.1f} {bp95:8.1f} {bq:6.0f} {med:8.1f} {p95:8.1f} "
               f"{q:5d} {med / bmed:6.2f} {ok:>5}")
+    if args.pages_only:
+        return
     print(f"\n2. Mirror sync, database part (mirror_sync with the engine's listing given), median ms of "
           f"{args.sync_runs} (no change) and {2 * args.sync_runs} (1 % changed) syncs")
     print(f"{'host':8} {'volumes':>8} {'no change':>10} {'1 % changed':>12}")
@@ -514,13 +516,17 @@ def main():
     parser.add_argument("--days", type=int, default=8, help="daily usage samples per volume")
     parser.add_argument("--sync-runs", type=int, default=5)
     parser.add_argument("--database-url", default="", help="a PostgreSQL server to run on (a database of its own)")
+    parser.add_argument("--pages-only", action="store_true",
+                        help="only part 1 (the pages, warm and cold): no sync or scheduler tick figures")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     base = run("baseline", args, n_hosts=1, n_volumes=100, n_containers=30, n_backups=args.backups, n_policies=3)
     big = run("scale", args, n_hosts=args.hosts, n_volumes=args.volumes, n_containers=args.containers,
               n_backups=args.backups, n_policies=args.policies)
+    print(f"load average after the runs: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     report(base, big, args)
 
 

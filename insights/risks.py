@@ -167,6 +167,12 @@ def sensitive_reason(
     return None
 
 
+def bind_severity(source: str, *, read_only: bool) -> str:
+    """How bad a sensitive bind is: the socket takes commands even read-only."""
+    socket = any(_inside(s, _norm(source)) for s in DOCKER_SOCKETS)
+    return HIGH if (socket or not read_only) else MEDIUM
+
+
 def find_risks(
     *,
     volumes: list[VolumeRow],
@@ -198,8 +204,7 @@ def find_risks(
                 m.source, read_only=m.read_only, data_root=data_root, extra=config.extra_sensitive_paths
             )
             if reason:
-                socket = any(_inside(s, _norm(m.source)) for s in DOCKER_SOCKETS)
-                severity = HIGH if (socket or not m.read_only) else MEDIUM
+                severity = bind_severity(m.source, read_only=m.read_only)
                 mode = "read-only" if m.read_only else "read-write"
                 findings.append(Finding(
                     "sensitive-bind", severity, "container", container.name,
@@ -265,6 +270,31 @@ def group_findings(findings: list[Finding]) -> list[FindingGroup]:
         g.findings.sort(key=lambda f: (SEVERITY_ORDER[f.severity], f.subject))
     kind_order = list(KINDS)
     return sorted(groups.values(), key=lambda g: (SEVERITY_ORDER[g.severity], kind_order.index(g.kind.slug)))
+
+
+@dataclass(frozen=True)
+class RiskCount:
+    """One kind's findings counted, for the overview's summary (the risks page lists them)."""
+
+    kind: Kind
+    severity: str  # the worst of its findings
+    count: int
+
+
+def count_groups(counts: dict[tuple[str, str], int]) -> list[RiskCount]:
+    """(kind slug, severity) -> how many findings, as `group_findings` would order and
+    grade the groups: worst group first, then in the order of KINDS."""
+    worst: dict[str, str] = {}
+    total: dict[str, int] = {}
+    for (slug, severity), n in counts.items():
+        if n <= 0:
+            continue
+        total[slug] = total.get(slug, 0) + n
+        if slug not in worst or SEVERITY_ORDER[severity] < SEVERITY_ORDER[worst[slug]]:
+            worst[slug] = severity
+    kind_order = list(KINDS)
+    return [RiskCount(KINDS[slug], worst[slug], total[slug])
+            for slug in sorted(total, key=lambda s: (SEVERITY_ORDER[worst[s]], kind_order.index(s)))]
 
 
 def merge_groups(group_lists: list[list[FindingGroup]]) -> list[FindingGroup]:

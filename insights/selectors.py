@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Count, Max, OuterRef, Subquery
+from django.db.models import BooleanField, Case, Count, F, Max, OuterRef, Q, Subquery, Sum, Value, When
 from django.utils import timezone
 
 from accounts import scoping
@@ -21,11 +21,14 @@ from insights import svg
 from insights.graph import ContainerRow, Graph, MountRow, VolumeRow, graph_build, graph_layout
 from insights.models import VolumeUsageSample
 from drills.services import failed_last
-from insights.risks import FindingGroup, RiskSettings, find_risks, merge_groups
+from insights.risks import (FindingGroup, RiskCount, RiskSettings, bind_severity, count_groups, find_risks,
+                            merge_groups, sensitive_reason)
 from hosts.models import Host
 from hosts.refs import host_of
 from jobs.models import Job
-from volumes.models import COMPOSE_PROJECT_LABEL, Container, EngineStatus, Mount, Volume, labels_protected, mount_hint
+from project.db import by_code_point
+from volumes.models import (COMPOSE_PROJECT_LABEL, PROTECT_LABEL, Container, EngineStatus, Mount, Volume,
+                            labels_protected, mount_hint)
 
 
 @dataclass
@@ -35,6 +38,31 @@ class MirrorRows:
     mounts: list[MountRow]
 
 
+VOLUME_ROW_FIELDS = ("pk", "name", "anonymous", "size_bytes", "labels", "last_mount", "container_count")
+
+
+def _volume_row(pk, name, anonymous, size, labels, last_mount, count) -> VolumeRow:
+    """A VolumeRow from the values of VOLUME_ROW_FIELDS."""
+    return VolumeRow(
+        id=pk, name=name, anonymous=anonymous, size_bytes=size,
+        project=str((labels or {}).get(COMPOSE_PROJECT_LABEL, "")),
+        protected=labels_protected(labels), hint=mount_hint(last_mount, count) if anonymous else "",
+        host=host_of(name),
+    )
+
+
+def _volumes(who):
+    return Volume.objects.all() if who is None else scoping.visible_volumes(who)
+
+
+def _containers(who):
+    return Container.objects.all() if who is None else scoping.visible_containers(who)
+
+
+def _mounts(who):
+    return Mount.objects.all() if who is None else scoping.visible_mounts(who)
+
+
 def mirror_rows(*, who=None, host: str = "") -> MirrorRows:
     """Present volumes and containers and their mounts, as plain records (four queries).
     `who` (a request or user): their teams' (accounts.scoping); None: all. `host`: one
@@ -42,16 +70,10 @@ def mirror_rows(*, who=None, host: str = "") -> MirrorRows:
     all_of = who is None
     on_host = {"host__name": host} if host else {}
     volumes = [
-        VolumeRow(
-            id=pk, name=name, anonymous=anonymous, size_bytes=size,
-            project=str((labels or {}).get(COMPOSE_PROJECT_LABEL, "")),
-            protected=labels_protected(labels), hint=mount_hint(last_mount, count) if anonymous else "",
-            host=host_of(name),
-        )
-        for pk, name, anonymous, size, labels, last_mount, count
-        in (Volume.objects if all_of else scoping.visible_volumes(who)).present().filter(**on_host)
+        _volume_row(*row)
+        for row in (Volume.objects if all_of else scoping.visible_volumes(who)).present().filter(**on_host)
         .order_by()
-        .values_list("pk", "name", "anonymous", "size_bytes", "labels", "last_mount", "container_count")
+        .values_list(*VOLUME_ROW_FIELDS)
     ]
     host_names = dict(Host.objects.values_list("pk", "name"))  # a handful of rows: no join per container
     containers = [
@@ -220,23 +242,26 @@ def largest_growers(*, days: int = 7, limit: int = 8, now: datetime | None = Non
     """Volumes that grew most since their first sample in the window (current size minus it)."""
     now = now or timezone.now()
     first = VolumeUsageSample.objects.filter(volume=OuterRef("pk"), at__gte=now - timedelta(days=days)).order_by("at")
-    rows = (
-        (Volume.objects if who is None else scoping.visible_volumes(who)).present()
+    # The growth is computed, filtered and ordered in SQL: only the `limit` shown are read.
+    top = list(
+        _volumes(who).present()
         .filter(size_bytes__isnull=False)
-        .annotate(then_size=Subquery(first.values("size_bytes")[:1]), then_at=Subquery(first.values("at")[:1]))
-        .filter(then_size__isnull=False)
-        .order_by()
-        .values_list("name", "size_bytes", "size_measured_at", "then_size", "then_at")
+        .annotate(growth=F("size_bytes") - Subquery(first.values("size_bytes")[:1]))
+        .filter(growth__gt=0)
+        .order_by("-growth", by_code_point("name"))
+        .values_list("pk", "growth")[:limit]
     )
+    # The first sample's time for those few only.
+    rows = {pk: row for pk, *row in Volume.objects.filter(pk__in=[pk for pk, _ in top]).annotate(
+        then_at=Subquery(first.values("at")[:1])).values_list("pk", "name", "size_bytes", "size_measured_at", "then_at")}
     growers = []
-    for name, size, measured_at, then_size, then_at in rows:
-        growth = size - then_size
-        if growth <= 0:
+    for pk, growth in top:
+        if pk not in rows:  # removed between the two queries
             continue
+        name, size, measured_at, then_at = rows[pk]
         span = ((measured_at or now) - then_at).total_seconds()
         growers.append(Grower(name, size, growth, growth * 86400 / span if span >= 3600 else None))
-    growers.sort(key=lambda g: (-g.growth_bytes, g.name))
-    return growers[:limit]
+    return growers
 
 
 # --- backups (once the backups app has a Backup model) ---------------------------------------
@@ -261,17 +286,23 @@ def _succeeded_status(model) -> str:
     return str(getattr(status, "SUCCEEDED", "succeeded"))
 
 
-def last_successful_backups() -> dict[int, datetime] | None:
-    """volume id -> when its last successful backup finished; None without the backup feature."""
-    model = backup_model()
-    if model is None:
-        return None
+def _protecting_backups(model):
+    """The backups that protect their volume: succeeded, ended, archive present, not imported."""
     ok = model.objects.filter(status=_succeeded_status(model), finished_at__isnull=False, volume__isnull=False)
     if any(f.name == "missing" for f in model._meta.get_fields()):
         ok = ok.filter(missing=False)  # its archive was not found in storage: it protects nothing
     imported = getattr(getattr(model, "Origin", None), "IMPORTED", None)
     if imported is not None:
         ok = ok.exclude(origin=imported)  # an archive imported under the volume's name is not its backup
+    return ok
+
+
+def last_successful_backups() -> dict[int, datetime] | None:
+    """volume id -> when its last successful backup finished; None without the backup feature."""
+    model = backup_model()
+    if model is None:
+        return None
+    ok = _protecting_backups(model)
     try:
         rows = (
             ok.order_by()
@@ -401,34 +432,176 @@ class Overview:
     engine: EngineStatus | None
     backups: BackupCoverage | None
     failed_jobs: list[Job]
-    risks: list[FindingGroup]
+    risks: list[RiskCount]
 
 
 def overview(*, now: datetime | None = None, who=None) -> Overview:
     """`who` (a request or user): the figures of their teams' volumes (accounts.scoping, the
-    team switcher's team for a request); None: everything."""
+    team switcher's team for a request); None: everything.
+
+    Counted in SQL (one aggregate over the present volumes with a few correlated
+    subqueries, conditional counts), reading only the rows shown (the largest and growing
+    volumes, the failed jobs): with 10,000 volumes loading them all into Python cost most of
+    a second on each first view after a change (bench/many_hosts.py). `risk_groups` (the
+    risks page) applies the same rules row by row; tests hold the two equal."""
     now = now or timezone.now()
-    rows = mirror_rows(who=who)
-    used = {m.volume_id for m in rows.mounts if m.kind == "volume"}
-    unused = [v for v in rows.volumes if v.id not in used]
+    volumes = _volumes(who).present()
     engine = EngineStatus.of_default()
-    last = last_successful_backups()
+    figures = _volume_figures(volumes=volumes, who=who, now=now)
+    # The protect label is a few volumes' and its rule is Python's (labels_protected).
+    protected = [size or 0 for size, labels in volumes.order_by().annotate(_used=_used(who))
+                 .filter(_used=False, labels__has_key=PROTECT_LABEL).values_list("size_bytes", "labels")
+                 if labels_protected(labels)]
+    unused_bytes = int(figures["unused_bytes"] or 0)
+    largest = [_volume_row(*row) for row in volumes.filter(size_bytes__gt=0)
+               .order_by("-size_bytes", by_code_point("name")).values_list(*VOLUME_ROW_FIELDS)[:8]]
+    backups = None
+    if "last_24h" in figures:
+        model = backup_model()
+        try:
+            any_backups = figures["backed_up"] > 0 or _protecting_backups(model).exists() or (
+                model.objects if who is None else scoping.visible_backups(who)).exists()
+        except DatabaseError:
+            any_backups = False
+        backups = BackupCoverage(volumes=figures["n"], last_24h=figures["last_24h"], last_7d=figures["last_7d"],
+                                 any_backups=any_backups)
     return Overview(
-        volumes=len(rows.volumes),
-        named=sum(1 for v in rows.volumes if not v.anonymous),
-        anonymous=sum(1 for v in rows.volumes if v.anonymous),
-        total_bytes=sum(v.size_bytes or 0 for v in rows.volumes),
-        unmeasured=sum(1 for v in rows.volumes if v.size_bytes is None),
-        unused=len(unused),
-        unused_bytes=sum(v.size_bytes or 0 for v in unused),
-        unused_protected=sum(1 for v in unused if v.protected),
-        reclaimable_bytes=sum(v.size_bytes or 0 for v in unused if not v.protected),
-        largest=sorted((v for v in rows.volumes if v.size_bytes), key=lambda v: (-v.size_bytes, v.name))[:8],
+        volumes=figures["n"],
+        named=figures["n"] - figures["n_anonymous"],
+        anonymous=figures["n_anonymous"],
+        total_bytes=int(figures["total"] or 0),
+        unmeasured=figures["unmeasured"],
+        unused=figures["unused"],
+        unused_bytes=unused_bytes,
+        unused_protected=len(protected),
+        reclaimable_bytes=unused_bytes - sum(protected),
+        largest=largest,
         growers=largest_growers(now=now, who=who),
         engine=engine,
-        backups=backup_coverage(rows=rows, last=last, now=now, who=who),
+        backups=backups,
         failed_jobs=list(
             (Job.objects if who is None else scoping.visible_jobs(who)).filter(status=Job.Status.FAILED).select_related("created_by").order_by("-finished_at", "-id")[:5]
         ),
-        risks=risk_groups(rows=rows, last=last, now=now, engine=engine),
+        risks=risk_counts(who=who, now=now, engine=engine, figures=figures),
     )
+
+
+def _mounted_by(mounts):
+    """Whether one of `mounts` mounts the volume as a volume, as one uncorrelated IN read
+    once: correlated per volume (a join to containers, a team's nest of subqueries from
+    accounts.scoping) PostgreSQL could plan it again for each of 10,000 volumes (minutes)."""
+    return Case(When(pk__in=mounts.filter(kind="volume", volume__isnull=False).values("volume_id"), then=Value(True)),
+                default=Value(False), output_field=BooleanField())
+
+
+def _used(who):
+    """Whether a present container mounts the volume (the sharing graph's "used")."""
+    return _mounted_by(_mounts(who).filter(container__gone_since__isnull=True))
+
+
+def _risk_mounts(who, containers):
+    """The mounts the risk rules see: those of the visible present containers."""
+    mounts = _mounts(who).filter(container__gone_since__isnull=True)
+    return mounts if who is None else mounts.filter(container__in=containers)
+
+
+def _volume_figures(*, volumes, who, now: datetime) -> dict:
+    """The overview's and the risk summary's counts over `volumes`, in one query: each
+    correlated subquery (used, mounted by a visible container, last protecting backup) is
+    evaluated once per volume in an inner query and counted by the outer one. Without the
+    backup feature the backup counts are left out."""
+    config = risk_settings()
+    used = _used(who)
+    annotations = {"_used": used}
+    users = "_used"
+    if who is not None:  # for a team the risk rules count only the visible containers as users
+        annotations["_users"] = _mounted_by(_risk_mounts(who, _containers(who).present()))
+        users = "_users"
+    not_used = Q(_used=False)
+    anonymous_data = Q(anonymous=True, size_bytes__gte=config.anonymous_volume_bytes)
+    aggregates = {
+        "n": Count("pk"), "n_anonymous": Count("pk", filter=Q(anonymous=True)), "total": Sum("size_bytes"),
+        "unmeasured": Count("pk", filter=Q(size_bytes__isnull=True)),
+        "unused": Count("pk", filter=not_used), "unused_bytes": Sum("size_bytes", filter=not_used),
+        "anon_mounted": Count("pk", filter=anonymous_data & Q(**{users: True})),
+        "anon_unmounted": Count("pk", filter=anonymous_data & Q(**{users: False})),
+    }
+    model = backup_model()
+    if model is not None:
+        # Sets of volume ids, each one uncorrelated subquery read once (hashed on PostgreSQL):
+        # a correlated one joining each volume's backups to their jobs was planned per
+        # volume and took minutes there on freshly loaded tables (bench/many_hosts.py).
+        ok = _protecting_backups(model).order_by()
+
+        def has(**since):
+            return Case(When(pk__in=ok.filter(**since).values("volume_id"), then=Value(True)), default=Value(False),
+                        output_field=BooleanField())
+
+        annotations.update(_any=has(), _24h=has(finished_at__gte=now - timedelta(hours=24)),
+                           _7d=has(finished_at__gte=now - timedelta(days=7)),
+                           _recent=has(finished_at__gte=now - config.backup_max_age))
+        never = Q(_any=False)
+        aggregates.update(
+            backed_up=Count("pk", filter=Q(_any=True)),
+            last_24h=Count("pk", filter=Q(_24h=True)),
+            last_7d=Count("pk", filter=Q(_7d=True)),
+            # Never backed up: low when it holds nothing, high when it does or is not measured yet.
+            never_empty=Count("pk", filter=never & Q(size_bytes=0)),
+            never=Count("pk", filter=never & (Q(size_bytes__isnull=True) | ~Q(size_bytes=0))),
+            stale=Count("pk", filter=Q(_any=True, _recent=False)),
+        )
+        try:
+            return volumes.order_by().annotate(**annotations).aggregate(**aggregates)
+        except DatabaseError:  # the model exists but its table does not (migrations not run yet)
+            for key in ("_any", "_24h", "_7d", "_recent"):
+                del annotations[key]
+            aggregates = {k: v for k, v in aggregates.items()
+                          if k not in ("backed_up", "last_24h", "last_7d", "never_empty", "never", "stale")}
+    return volumes.order_by().annotate(**annotations).aggregate(**aggregates)
+
+
+def risk_counts(*, who=None, now: datetime | None = None, engine: EngineStatus | None = None,
+                figures: dict | None = None) -> list[RiskCount]:
+    """The overview's summary of `risk_groups`: each kind's findings counted and graded in
+    SQL by the same rules (insights.risks). `engine`: the data root when one host is shown.
+    `figures`: _volume_figures of the same viewer, when already counted."""
+    now = now or timezone.now()
+    config = risk_settings()
+    volumes = _volumes(who).present()
+    containers = _containers(who).present()
+    mounts = _risk_mounts(who, containers)
+    figures = figures or _volume_figures(volumes=volumes, who=who, now=now)
+    counts: dict[tuple[str, str], int] = {}
+
+    def add(slug: str, severity: str, n: int) -> None:
+        counts[(slug, severity)] = counts.get((slug, severity), 0) + n
+
+    add("anonymous-data", "medium", figures["anon_mounted"])
+    add("anonymous-data", "high", figures["anon_unmounted"])
+    if "never" in figures:
+        add("no-backup", "low", figures["never_empty"])
+        add("no-backup", "high", figures["never"])
+        add("no-backup", "medium", figures["stale"])
+
+    writers = (mounts.filter(kind="volume", read_only=False, volume__in=volumes).order_by()
+               .values("volume_id").annotate(n=Count("container_id", distinct=True)).filter(n__gt=1))
+    add("rw-shared", "high", writers.count())
+    add("writable-layer", "medium", containers.filter(size_rw__gte=config.writable_layer_bytes).count())
+
+    # Binds: the same few host paths over and over; each distinct one is judged once.
+    hosts = (set(volumes.order_by().values_list("host_id", flat=True).distinct())
+             | set(containers.order_by().values_list("host_id", flat=True).distinct()))
+    one_root, roots = (engine.docker_root_dir if engine else ""), None
+    if len(hosts) > 1:  # several hosts: each one's binds against its own engine's data root
+        roots = dict(EngineStatus.objects.values_list("host_id", "docker_root_dir"))
+    for host_id, source, read_only, n in (
+            mounts.filter(kind="bind").order_by().values("container__host_id", "source", "read_only")
+            .annotate(n=Count("pk")).values_list("container__host_id", "source", "read_only", "n")):
+        data_root = one_root if roots is None else (roots.get(host_id) or "")
+        if sensitive_reason(source, read_only=read_only, data_root=data_root, extra=config.extra_sensitive_paths):
+            add("sensitive-bind", bind_severity(source, read_only=read_only), n)
+
+    failed = list(failed_last())
+    if failed:
+        add("drill-failed", "high", volumes.filter(name__in=failed).count())
+    return count_groups(counts)

@@ -1,9 +1,10 @@
 """Whole-catalogue figures (the overview, the protection summary) kept between requests
 while nothing they read has changed.
 
-They read every present volume, container, mount, backup and policy run: about 1.5 s of
-the ORM and Python with 10 hosts of 1,000 volumes (bench/many_hosts.py), for figures that
-change only when the mirror, a job, a run or a policy does. A request computes a cheap
+They count every present volume, container, mount, backup and policy run: in SQL
+aggregates since issue 16 (insights.selectors.overview, policies.selectors.health_figures),
+still a few hundred ms with 10 hosts of 1,000 volumes (bench/many_hosts.py, "/ (cold)"), for
+figures that change only when the mirror, a job, a run or a policy does. A request computes a cheap
 fingerprint of those tables (a few aggregate queries, about 30 ms at that size) and
 reuses the figures computed for the same fingerprint, by the same viewer, within the same
 minute (what depends on the clock, "overdue" or "7 days ago", is at most a minute old).

@@ -128,3 +128,28 @@ def selection_preview(selection: Selection, *, limit: int = 200, within=None) ->
     names = selected_volume_names(selection)
     present = set((Volume.objects.all() if within is None else within).present().filter(name__in=names).values_list("name", flat=True))
     return Preview(matched=[n for n in names if n in present][:limit], missing=[n for n in names if n not in present])
+
+
+def selection_q(selection: Selection):
+    """The volumes `selection` matches (Selection.matches), as a condition (Q) on the mirror's
+    Volume rows: the one SQL form of a selection, for policies' figures and teams' rules."""
+    from django.db.models import Q
+    from django.db.models.fields.json import KeyTextTransform
+    from django.db.models.lookups import Exact
+
+    from volumes.models import Mount
+
+    if selection.kind == NAMES:
+        return Q(name__in=list(selection.names))
+    if selection.kind == LABEL:
+        q = Q()
+        for key, value in selection.labels:
+            # Exact on the key's text (label keys hold dots and may hold "__"); Docker's
+            # labels are strings, so text equality is Python's.
+            q &= Q(labels__has_key=key) if value is None else Q(Exact(KeyTextTransform(key, "labels"), value))
+        return q
+    # A Compose project's volumes: labelled with it, or mounted by its present containers
+    # (one uncorrelated subquery).
+    mounted = Mount.objects.filter(container__gone_since__isnull=True, container__compose_project=selection.project,
+                                   volume__isnull=False).values("volume_id")
+    return Q(Exact(KeyTextTransform(COMPOSE_LABEL, "labels"), selection.project)) | Q(pk__in=mounted)

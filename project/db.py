@@ -4,3 +4,13 @@ def save_fields(row, **fields) -> None:
     for name, value in fields.items():
         setattr(row, name, value)
     row.save(update_fields=list(fields))
+
+
+def by_code_point(field: str):
+    """An ORDER BY term for text that sorts as Python's sort does (by code point): SQLite's
+    default collation does; PostgreSQL's database collation (en_US…) would not."""
+    from django.db import connection
+    from django.db.models import F
+    from django.db.models.functions import Collate
+
+    return Collate(field, "C") if connection.vendor == "postgresql" else F(field)
