@@ -112,7 +112,9 @@ class ContainerQuerySet(models.QuerySet):
 
 
 class Container(models.Model):
-    engine_id = models.CharField(max_length=64, unique=True)
+    # Unique per host, as a volume's name is (the same engine registered as two hosts, e.g.
+    # by its socket and over ssh, lists the same containers for each).
+    engine_id = models.CharField(max_length=64, db_index=True)
     host = models.ForeignKey(Host, on_delete=models.PROTECT, default=default_host_id, related_name="containers")
     name = models.CharField(max_length=255, db_index=True)
     image = models.CharField(max_length=512, blank=True)
@@ -135,6 +137,7 @@ class Container(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["host", "engine_id"], name="volumes_container_host_engine_id")]
 
     def __str__(self):
         return self.name

@@ -229,7 +229,7 @@ def _sync_containers(engine_containers, now, result: SyncResult, *, listed_at, h
     gone = [cid for cid, row in existing.items() if cid not in seen and _unseen_since(row, listed_at)]
     if gone:
         Container.objects.filter(host=host, engine_id__in=gone).update(gone_since=now, state="removed")
-        Mount.objects.filter(container__engine_id__in=gone).delete()
+        Mount.objects.filter(container__host=host, container__engine_id__in=gone).delete()
     result.containers_added += len(to_create)
     result.containers_gone += len(gone)
 

@@ -27,9 +27,12 @@ def _waiting_on_a_lock() -> bool:
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's concurrency (the PostgreSQL pass)")
 def test_a_sync_that_starts_while_another_writes_waits_and_neither_inserts_a_volume_twice(monkeypatch):
     name = dockercli.create_volume()
+    dockercli.run_container(f"{name}:/data")
+    services.mirror_sync()  # the default host has mirrored the same engine, its container included
     # A host of this test's own (on the same local engine): no session worker or event
     # watcher syncs it, so every volume is new to both syncs here. (On the default host a
     # watcher's sync could mirror the volume first, and the first sync then found nothing new.)
+    # Two hosts on one engine list the same containers: unique per host (CI found it).
     host = f"synctest{dockercli.RUN_ID}".replace("_", "-")[:40]
     Host.objects.create(name=host)  # blank url: the local engine
     monkeypatch.setenv("CARGOHOLD_WORKER_HOST", host)
