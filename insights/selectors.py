@@ -2,6 +2,10 @@
 
 Loading is here; the rules live in pure modules (`insights.graph`, `insights.risks`)
 that take the plain records `mirror_rows` returns.
+
+Over 450 lines: the overview's SQL aggregate and the risk counts (issue 16's scale work)
+sit beside the row-by-row reads they must equal, which the tests compare; the next split
+is the overview's SQL (overview, risk_counts and their helpers) into insights/overview.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""Reads for the policy pages, the volumes list and the overview: database only."""
+"""Reads for the policy pages, the volumes list and the overview: database only.
+
+Over 450 lines: health_figures (the protection summary in SQL, for the overview at 10,000
+volumes) sits beside health_summary and protection_map, the row-by-row figures it must
+equal and reuses for the listed volumes; the next split is the health figures into
+policies/health.py.
+"""
 
 from __future__ import annotations
 

@@ -61,16 +61,9 @@ DATA_HELPER_IMAGE="${CARGOHOLD_DATA_HELPER_IMAGE-cargohold-data-helper:current}"
 START_TIMEOUT=60
 STOP_TIMEOUT=30
 
-say() { printf '==> engines: %s\n' "$*"; }
-warn() { printf '==> engines: WARNING: %s\n' "$*" >&2; }
-die() {
-  printf '==> engines: ERROR: %s\n' "$1" >&2
-  shift
-  local line
-  for line in "$@"; do printf '    %s\n' "$line" >&2; done
-  exit 1
-}
-have() { command -v "$1" >/dev/null 2>&1; }
+LOG_PREFIX="engines: "
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh" # say, warn, die, have
 
 data_root() { printf '%s/%s' "$DATA_BASE" "$1"; }
 exec_root() { printf '%s/%s' "$RUN_BASE" "$1"; }

@@ -1,9 +1,10 @@
 # shellcheck shell=bash
-# Shared by scripts/setup.sh and scripts/postgres.sh (sourced): how they speak.
-say() { printf '==> %s\n' "$*"; }
-warn() { printf '==> WARNING: %s\n' "$*" >&2; }
+# Shared by scripts/setup.sh, scripts/postgres.sh and scripts/engines.sh (sourced): how they
+# speak. LOG_PREFIX (e.g. "engines: ") goes after the arrow of every line.
+say() { printf '==> %s%s\n' "${LOG_PREFIX:-}" "$*"; }
+warn() { printf '==> %sWARNING: %s\n' "${LOG_PREFIX:-}" "$*" >&2; }
 die() {
-  printf '==> ERROR: %s\n' "$1" >&2
+  printf '==> %sERROR: %s\n' "${LOG_PREFIX:-}" "$1" >&2
   shift
   local line
   for line in "$@"; do printf '    %s\n' "$line" >&2; done
