@@ -163,6 +163,12 @@ def test_a_stale_lock_left_by_a_killed_helper_does_not_stop_the_next_backup(
         from tests.conftest import wait_for
 
         wait_for(lambda: any(locks.iterdir()), timeout=60, message="restic's lock")
+        # Killed while its stdin is still open: leaving the block first would end stdin,
+        # and restic, reading EOF, would exit cleanly and take its lock with it (CI saw it).
+        from volumes.engine import api
+
+        api().kill(h.container_id)
+        api().wait(h.container_id, timeout=60)
     assert any(locks.iterdir())  # the helper is gone, its lock is not
     assert b"locked" in host_restic(repo, "backup", "/etc/hostname", check=False).stderr
 
