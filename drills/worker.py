@@ -113,7 +113,7 @@ def drill_perform(ctx: JobContext) -> dict:
         save_fields(drill, scratch_volume=name)  # before it exists: a crash still knows it
         ctx.say(f"Restoring into the scratch volume {name}")
         engine.create_volume(name=name, driver="local", options={},
-                             labels={SCRATCH_LABEL: str(drill.pk)})
+                             labels={SCRATCH_LABEL: str(drill.pk), engine.INSTALL_LABEL: settings.INSTALL_ID})
         try:
             ctx.set_progress(0, result.stats.tar_bytes, f"Writing {result.stats.file_count} files into {name}")
             archive_io.write_archive(volume_name=name, key=backup.key, compression=backup.compression,

@@ -44,7 +44,11 @@ def backed_up(monkeypatch):
 
 
 def _scratch_volumes() -> list[str]:
-    return [v for v in dockercli.docker("volume", "ls", "-q", "--filter", "label=cargohold.drill").splitlines() if v]
+    """This test process's scratch volumes (drill ids repeat across the parallel processes)."""
+    from django.conf import settings
+
+    return [v for v in dockercli.docker("volume", "ls", "-q", "--filter", "label=cargohold.drill", "--filter",
+                                        f"label=cargohold.install={settings.INSTALL_ID}").splitlines() if v]
 
 
 def _drill_helpers(job_id: int) -> list[str]:
