@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from django.apps import apps
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection, transaction
 from django.db.models import BooleanField, Case, Count, F, Max, OuterRef, Q, Subquery, Sum, Value, When
 from django.utils import timezone
 
@@ -510,58 +510,75 @@ def _risk_mounts(who, containers):
 
 
 def _volume_figures(*, volumes, who, now: datetime) -> dict:
-    """The overview's and the risk summary's counts over `volumes`, in one query: each
-    correlated subquery (used, mounted by a visible container, last protecting backup) is
-    evaluated once per volume in an inner query and counted by the outer one. Without the
-    backup feature the backup counts are left out."""
+    """The overview's and the risk summary's counts over `volumes`, in one query: the
+    volumes with their "used" flags (each an uncorrelated IN list, read once) joined to
+    each volume's last protecting backup (one GROUP BY over the backups), counted by an
+    outer query. The ORM's aggregate() would inline each flag into every count that uses
+    it, and four IN lists over the backups, each read again for each count (seven reads of
+    30,000 backups, 270 ms of the overview's first view in bench/many_hosts.py; this form:
+    see the README's Scale section). Without the backup feature the backup counts are left out."""
     config = risk_settings()
-    used = _used(who)
-    annotations = {"_used": used}
+    inner = volumes.order_by().annotate(_used=_used(who))
     users = "_used"
     if who is not None:  # for a team the risk rules count only the visible containers as users
-        annotations["_users"] = _mounted_by(_risk_mounts(who, _containers(who).present()))
+        inner = inner.annotate(_users=_mounted_by(_risk_mounts(who, _containers(who).present())))
         users = "_users"
-    not_used = Q(_used=False)
-    anonymous_data = Q(anonymous=True, size_bytes__gte=config.anonymous_volume_bytes)
-    aggregates = {
-        "n": Count("pk"), "n_anonymous": Count("pk", filter=Q(anonymous=True)), "total": Sum("size_bytes"),
-        "unmeasured": Count("pk", filter=Q(size_bytes__isnull=True)),
-        "unused": Count("pk", filter=not_used), "unused_bytes": Sum("size_bytes", filter=not_used),
-        "anon_mounted": Count("pk", filter=anonymous_data & Q(**{users: True})),
-        "anon_unmounted": Count("pk", filter=anonymous_data & Q(**{users: False})),
+    inner = inner.values("id", "anonymous", "size_bytes", "_used", *([users] if users != "_used" else []))
+    counts = {
+        "n": "1 = 1", "n_anonymous": "v.anonymous", "unmeasured": "v.size_bytes IS NULL", "unused": "NOT v._used",
+        "anon_mounted": f"v.anonymous AND v.size_bytes >= %s AND v.{users}",
+        "anon_unmounted": f"v.anonymous AND v.size_bytes >= %s AND NOT v.{users}",
     }
+    count_params = {"anon_mounted": [config.anonymous_volume_bytes], "anon_unmounted": [config.anonymous_volume_bytes]}
+    sums = {"total": "1 = 1", "unused_bytes": "NOT v._used"}
     model = backup_model()
     if model is not None:
-        # Sets of volume ids, each one uncorrelated subquery read once (hashed on PostgreSQL):
-        # a correlated one joining each volume's backups to their jobs was planned per
-        # volume and took minutes there on freshly loaded tables (bench/many_hosts.py).
-        ok = _protecting_backups(model).order_by()
-
-        def has(**since):
-            return Case(When(pk__in=ok.filter(**since).values("volume_id"), then=Value(True)), default=Value(False),
-                        output_field=BooleanField())
-
-        annotations.update(_any=has(), _24h=has(finished_at__gte=now - timedelta(hours=24)),
-                           _7d=has(finished_at__gte=now - timedelta(days=7)),
-                           _recent=has(finished_at__gte=now - config.backup_max_age))
-        never = Q(_any=False)
-        aggregates.update(
-            backed_up=Count("pk", filter=Q(_any=True)),
-            last_24h=Count("pk", filter=Q(_24h=True)),
-            last_7d=Count("pk", filter=Q(_7d=True)),
+        adapt = connection.ops.adapt_datetimefield_value
+        since = {"last_24h": now - timedelta(hours=24), "last_7d": now - timedelta(days=7),
+                 "recent": now - config.backup_max_age}
+        counts.update({
+            "backed_up": "b.last IS NOT NULL",
+            "last_24h": "b.last >= %s", "last_7d": "b.last >= %s",
             # Never backed up: low when it holds nothing, high when it does or is not measured yet.
-            never_empty=Count("pk", filter=never & Q(size_bytes=0)),
-            never=Count("pk", filter=never & (Q(size_bytes__isnull=True) | ~Q(size_bytes=0))),
-            stale=Count("pk", filter=Q(_any=True, _recent=False)),
-        )
+            "never_empty": "b.last IS NULL AND v.size_bytes = 0",
+            "never": "b.last IS NULL AND (v.size_bytes IS NULL OR v.size_bytes <> 0)",
+            "stale": "b.last IS NOT NULL AND b.last < %s",
+        })
+        count_params.update(last_24h=[adapt(since["last_24h"])], last_7d=[adapt(since["last_7d"])],
+                            stale=[adapt(since["recent"])])
+        last = (_protecting_backups(model).order_by().values("volume_id").annotate(last=Max("finished_at"))
+                .values("volume_id", "last"))
+        if who is not None:  # a team's: the GROUP BY reads only its volumes' backups
+            last = last.filter(volume__in=volumes.order_by().values("id"))
         try:
-            return volumes.order_by().annotate(**annotations).aggregate(**aggregates)
+            with transaction.atomic():  # a savepoint: PostgreSQL's transaction survives the error
+                return _count(inner, counts, count_params, sums, join=last)
         except DatabaseError:  # the model exists but its table does not (migrations not run yet)
-            for key in ("_any", "_24h", "_7d", "_recent"):
-                del annotations[key]
-            aggregates = {k: v for k, v in aggregates.items()
-                          if k not in ("backed_up", "last_24h", "last_7d", "never_empty", "never", "stale")}
-    return volumes.order_by().annotate(**annotations).aggregate(**aggregates)
+            for key in ("backed_up", "last_24h", "last_7d", "never_empty", "never", "stale"):
+                counts.pop(key)
+    return _count(inner, counts, count_params, sums)
+
+
+def _count(inner, counts: dict[str, str], count_params: dict[str, list], sums: dict[str, str], join=None) -> dict:
+    """SELECT the `counts` (rows where each SQL condition holds) and `sums` (of size_bytes
+    where it holds) FROM `inner` AS v [LEFT JOIN `join` AS b ON b.volume_id = v.id]: the
+    querysets' own SQL, so scoping and the flags stay the ORM's."""
+    sql, params = inner.query.sql_with_params()
+    columns, column_params = [], []
+    for key, condition in counts.items():
+        columns.append(f"COALESCE(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END), 0)")
+        column_params += count_params.get(key, [])
+    columns += [f"SUM(CASE WHEN {condition} THEN v.size_bytes END)" for condition in sums.values()]
+    query = f"SELECT {', '.join(columns)} FROM ({sql}) v"
+    all_params = [*column_params, *params]
+    if join is not None:
+        join_sql, join_params = join.query.sql_with_params()
+        query += f" LEFT JOIN ({join_sql}) b ON b.volume_id = v.id"
+        all_params += join_params
+    with connection.cursor() as cursor:
+        cursor.execute(query, all_params)
+        row = cursor.fetchone()
+    return dict(zip([*counts, *sums], row))
 
 
 def risk_counts(*, who=None, now: datetime | None = None, engine: EngineStatus | None = None,
