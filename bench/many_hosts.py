@@ -18,7 +18,10 @@ is the real sync's). Then it prints:
    median and p95 ms over N requests through Django's test client (the whole request
    cycle minus the network) and the number of SQL queries, as a global Admin and as a
    team-scoped Operator, baseline vs scale (a query count that grows with the rows is an
-   N+1);
+   N+1); then the overview and the risks page with the cache emptied before each request
+   ("cold": the first view ever), and the overview after a change to one volume's size
+   (the page, and the htmx recount it asks for when it showed the last figures stale;
+   the timing includes the one-row UPDATE);
 2. the sync cost per host (the database part of mirror_sync): a sync with no change and
    one with 1 % of the volumes, containers and mounts changed, median ms;
 3. the scheduler tick (policies.monitoring.policies_check, what beat's check_policies
@@ -26,6 +29,7 @@ is the real sync's). Then it prints:
 
     .venv/bin/python bench/many_hosts.py [--requests 20] [--hosts 10] [--volumes 1000] [--containers 300]
                                     [--backups 3] [--sync-runs 5] [--database-url postgres://…] [--pages-only]
+                                    [--profile PAGE]
 
 `--database-url` names a PostgreSQL *server* (any database on it, e.g. the tests' server:
 `--database-url "$(cat var/postgres/test-url)"`, written by scripts/postgres.sh): the bench
@@ -58,6 +62,10 @@ PAGES = [
 # The whole-catalogue pages again with Django's cache emptied before each request: what the
 # first request after a change costs (insights.snapshot keeps the figures between changes).
 COLD = {"/ (cold)": "/", "/risks/ (cold)": "/risks/"}
+# The overview after a change (one volume's size), as a user sees it: the page (the last
+# figures, marked stale, when counting them is slow: insights.snapshot.counted) and the
+# recount its htmx then asks for.
+AFTER_CHANGE = {"/ (after a change)": ("/", {}), "/ recount (after a change)": ("/?recount=1", {"HTTP_HX_REQUEST": "true"})}
 TIERS = ("db", "web", "cache")
 
 
@@ -310,13 +318,20 @@ def measure_pages(clients: dict, host: str, n: int) -> dict:
     from django.db import connection, reset_queries
     from django.test.utils import CaptureQueriesContext
 
+    from django.db.models import F
+
+    from volumes.models import Volume
+
+    def change():
+        Volume.objects.filter(pk=Volume.objects.order_by("pk").values("pk")[:1]).update(size_bytes=F("size_bytes") + 1)
+
     out = {}
     for who, client in clients.items():
-        for page in PAGES + list(COLD):
-            url = COLD.get(page) or page.format(host=host)
+        for page in PAGES + list(COLD) + list(AFTER_CHANGE):
+            url, headers = AFTER_CHANGE.get(page) or (COLD.get(page) or page.format(host=host), {})
             reset_queries()  # the log is a bounded deque: a full one would capture nothing
             with CaptureQueriesContext(connection) as queries:
-                response = client.get(url)
+                response = client.get(url, **headers)
             n_queries = len(queries)  # now: the next request's reset_queries empties the log
             if response.status_code == 403 and who != "Admin":  # not this role's page (the audit trail)
                 out[(who, page)] = None
@@ -324,10 +339,40 @@ def measure_pages(clients: dict, host: str, n: int) -> dict:
             assert response.status_code == 200, (who, url, response.status_code)
             if page in COLD:
                 med, p95 = summary(timings(lambda client=client, url=url: (cache.clear(), client.get(url)), n))
+            elif page in AFTER_CHANGE:
+                client.get(url, **headers)  # counted once: its cost decides whether the next one may be stale
+                med, p95 = summary(timings(lambda client=client, url=url: (change(), client.get(url, **headers)), n))
             else:
                 med, p95 = summary(timings(lambda client=client, url=url: client.get(url), n))
             out[(who, page)] = (med, p95, n_queries)
     return out
+
+
+def profile_page(clients: dict, host: str, page: str) -> None:
+    """`--profile PAGE`: one cold request of PAGE (cache emptied) per user under cProfile,
+    printed: the 25 costliest functions (cumulative) and the 10 slowest SQL queries."""
+    import cProfile
+    import pstats
+
+    from django.core.cache import cache
+    from django.db import connection, reset_queries
+    from django.test.utils import CaptureQueriesContext
+
+    url = page.format(host=host)
+    for who, client in clients.items():
+        client.get(url)  # imports and the first-request set-up out of the profile
+        cache.clear()
+        reset_queries()
+        profiler = cProfile.Profile()
+        with CaptureQueriesContext(connection) as queries:
+            t = time.perf_counter()
+            profiler.runcall(client.get, url)
+            ms = (time.perf_counter() - t) * 1000
+        print(f"\n==> {who} {url}: {ms:.0f} ms under the profiler, {len(queries)} queries, "
+              f"{sum(float(q['time']) for q in queries) * 1000:.0f} ms of them in SQL")
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(25)
+        for q in sorted(queries, key=lambda q: -float(q["time"]))[:10]:
+            print(f"{float(q['time']) * 1000:8.1f} ms  {q['sql'][:400]}")
 
 
 def measure_sync(listings: dict, runs: int) -> dict:
@@ -378,7 +423,7 @@ def measure_tick(n_policies: int, runs: int) -> tuple[float, float, int]:
     return first, statistics.median(ms), n_queries
 
 
-def run(label: str, args, *, n_hosts, n_volumes, n_containers, n_backups, n_policies) -> dict:
+def run(label: str, args, *, n_hosts, n_volumes, n_containers, n_backups, n_policies, profile="") -> dict:
     """One run in a child process of its own (Django is set up once per process, on its
     own database): prints nothing, returns its figures as a dict through a JSON file."""
     import json
@@ -392,8 +437,13 @@ def run(label: str, args, *, n_hosts, n_volumes, n_containers, n_backups, n_poli
            "--tick-policies", str(args.tick_policies)] + (["--pages-only"] if args.pages_only else [])
     if args.database_url:
         cmd += ["--database-url", args.database_url]
+    if profile:
+        cmd += ["--profile", profile]
     print(f"==> {label}: {n_hosts} host(s) x {n_volumes} volumes / {n_containers} containers ...", flush=True)
     subprocess.run(cmd, check=True)
+    if profile:  # the child printed its profile and wrote no figures
+        os.unlink(out.name)
+        return {}
     with open(out.name) as f:
         data = json.load(f)
     os.unlink(out.name)
@@ -452,6 +502,8 @@ def child(args) -> None:
                 c.force_login(get_user_model().objects.get(username=username))
                 clients[who] = c
             host = host_names(args.hosts)[-1]
+            if args.profile:
+                return profile_page(clients, host, args.profile)
             pages = measure_pages(clients, host, args.requests)
             sync = {} if args.pages_only else measure_sync(listings, args.sync_runs)
             tick = None if args.pages_only else measure_tick(args.tick_policies, args.sync_runs)
@@ -518,10 +570,17 @@ def main():
     parser.add_argument("--database-url", default="", help="a PostgreSQL server to run on (a database of its own)")
     parser.add_argument("--pages-only", action="store_true",
                         help="only part 1 (the pages, warm and cold): no sync or scheduler tick figures")
+    parser.add_argument("--profile", metavar="PAGE",
+                        help="no figures: one cold request of PAGE (e.g. / or /risks/) at scale under cProfile, "
+                             "its costliest functions and slowest queries")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
+    if args.profile:
+        run("scale", args, n_hosts=args.hosts, n_volumes=args.volumes, n_containers=args.containers,
+            n_backups=args.backups, n_policies=args.policies, profile=args.profile)
+        return
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     base = run("baseline", args, n_hosts=1, n_volumes=100, n_containers=30, n_backups=args.backups, n_policies=3)
     big = run("scale", args, n_hosts=args.hosts, n_volumes=args.volumes, n_containers=args.containers,

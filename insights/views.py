@@ -8,16 +8,22 @@ from django.views.decorators.http import require_GET
 from accounts import roles, scoping
 from hosts.selectors import host_param, many_hosts
 from insights import selectors, snapshot
+from policies.selectors import health_figures
 from volumes.selectors import volume_detail
 
 
 @require_GET
 def overview(request):
     scoping.require_anywhere(request, roles.VIEW_INVENTORY)
-    # The whole catalogue's figures: reused while nothing they read changed (insights.snapshot).
-    o = snapshot.cached("overview", f"{snapshot.viewer_key(request)}:{selectors.risk_settings()!r}",
-                        lambda: selectors.overview(who=request))
-    context = {"o": o, "team": scoping.current_team(request),
+    # The whole catalogue's figures, reused while nothing they read changed. After a change,
+    # where counting them is slow, the last ones come back marked stale: the page shows them
+    # with their time and its htmx asks at once for `?recount=1`, which counts (insights.snapshot).
+    recount = bool(request.htmx) and request.GET.get("recount") == "1"
+    o = snapshot.counted("overview", f"{snapshot.viewer_key(request)}:{selectors.risk_settings()!r}",
+                         lambda: selectors.overview(who=request), stale_ok=not recount)
+    health = snapshot.counted("health-figures", "", health_figures, stale_ok=not recount)
+    context = {"o": o.value, "health": health.value, "stale": o.stale or health.stale,
+               "counted_at": min(o.counted_at, health.counted_at), "team": scoping.current_team(request),
                "hosts": selectors.host_summaries(who=request) if many_hosts() else []}
     template = "insights/overview.html#figures" if request.htmx else "insights/overview.html"
     return render(request, template, context)

@@ -370,6 +370,9 @@ RISK_ANONYMOUS_VOLUME_BYTES = env_int("RISK_ANONYMOUS_VOLUME_BYTES", 1024 * 1024
 RISK_BACKUP_MAX_AGE_DAYS = env_int("RISK_BACKUP_MAX_AGE_DAYS", 7)
 # Host paths flagged like /etc when bind-mounted (comma-separated), besides the built-in ones.
 RISK_SENSITIVE_PATHS = env_list("RISK_SENSITIVE_PATHS", "")
+# Whole-catalogue figures whose last counting took this long are shown stale after a change
+# while the page asks for a recount (insights.snapshot.counted); 0: always, after a change.
+FIGURES_SLOW_MS = env_int("CARGOHOLD_FIGURES_SLOW_MS", 100)
 CELERY_BEAT_SCHEDULE["sample-usage"] = {
     "task": "hosts.tasks.on_every_host",
     "args": ["insights.tasks.sample_usage", USAGE_SAMPLE_SECONDS],

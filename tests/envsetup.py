@@ -64,3 +64,7 @@ else:
 # still synchronous, so Django's async-safety guard would only get in the way.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 os.environ["CELERY_EXTRA_IMPORTS"] = "tests.jobs.tasks"
+# The overview counts in every request, never shows the last figures stale: a count slowed
+# by a loaded machine must not make a test that changes the mirror read the figures before
+# it (the cache outlives a test). tests/insights/test_stale_figures.py sets it to 0.
+os.environ["CARGOHOLD_FIGURES_SLOW_MS"] = str(10**9)

@@ -1,0 +1,37 @@
+"""The overview after a change, in a browser, where counting its figures is slow: the page
+comes at once with the last figures marked stale, and its htmx swaps the recounted ones in
+without a reload (insights.snapshot.counted)."""
+
+import re
+
+import pytest
+from django.core.cache import cache
+
+from volumes.models import Volume
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+MB = 1024 * 1024
+FIGURE = '[data-figure="total"] .figure'
+
+
+def test_the_stale_figures_are_replaced_by_the_recount_without_a_reload(page, login, settings):
+    settings.FIGURES_SLOW_MS = 0  # every counting is "slow": after a change the last figures come first
+    cache.clear()
+    Volume.objects.create(name="first", size_bytes=10 * MB)
+    login("Viewer")
+    page.goto("/")
+    assert page.inner_text(FIGURE) == "10\xa0MiB"
+
+    Volume.objects.create(name="second", size_bytes=20 * MB)
+    response = page.goto("/")
+    served = response.text()
+    assert "data-stale" in served  # what the server sent first: the last figures, marked
+    assert re.search(r'data-figure="total">\s*<h2>Volume space</h2>\s*<p class="figure">10\xa0MiB<', served)
+    page.evaluate("window.__sameDocument = true")
+    page.wait_for_function(f"document.querySelector('{FIGURE}').innerText.includes('30')", timeout=10_000)
+    assert page.inner_text(FIGURE) == "30\xa0MiB"
+    assert page.locator("[data-stale]").count() == 0
+    assert page.get_attribute("#overview", "hx-trigger") == "every 15s"
+    assert page.evaluate("window.__sameDocument") is True  # swapped in by htmx, never reloaded
+    cache.clear()

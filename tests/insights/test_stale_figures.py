@@ -1,0 +1,96 @@
+"""After a change, where counting the overview's figures is slow, the page shows the last
+figures marked with their time and asks for a recount at once (insights.snapshot.counted)."""
+
+import re
+
+import pytest
+from django.core.cache import cache
+
+from insights import snapshot
+from volumes.models import Volume
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def slow(settings):
+    """Every counting counts as slow; the cache starts empty (it outlives a test)."""
+    settings.FIGURES_SLOW_MS = 0
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def volume_space(page: str) -> str:
+    return re.search(r'data-figure="total">\s*<h2>Volume space</h2>\s*<p class="figure">([^<]+)<', page).group(1)
+
+
+def test_after_a_change_the_page_shows_the_last_figures_stale_and_the_recount_the_new_ones(client_for, slow):
+    Volume.objects.create(name="first", size_bytes=10 * MB)
+    client = client_for("Viewer")
+    page = client.get("/").content.decode()
+    assert volume_space(page) == "10\xa0MiB" and "data-stale" not in page
+
+    Volume.objects.create(name="second", size_bytes=20 * MB)
+    page = client.get("/").content.decode()
+    assert volume_space(page) == "10\xa0MiB"  # the last figures, not counted again
+    assert "data-stale" in page and "before the latest change: counting again" in page
+    assert 'hx-get="/?recount=1" hx-trigger="load"' in page and 'aria-busy="true"' in page
+
+    fresh = client.get("/?recount=1", **HTMX).content.decode()
+    assert fresh.lstrip().startswith('<div id="overview"') and "<html" not in fresh
+    assert volume_space(fresh) == "30\xa0MiB" and "data-stale" not in fresh and 'hx-trigger="every 15s"' in fresh
+    # Counted now: the next view reuses them.
+    assert volume_space(client.get("/").content.decode()) == "30\xa0MiB"
+
+
+def test_a_quick_count_is_never_stale(client_for, settings):
+    settings.FIGURES_SLOW_MS = 100_000  # no counting is that slow
+    cache.clear()
+    Volume.objects.create(name="first", size_bytes=10 * MB)
+    client = client_for("Viewer")
+    client.get("/")
+    Volume.objects.create(name="second", size_bytes=20 * MB)
+    page = client.get("/").content.decode()
+    assert volume_space(page) == "30\xa0MiB" and "data-stale" not in page
+
+
+def test_figures_too_old_are_counted_again(client_for, slow, monkeypatch):
+    monkeypatch.setattr(snapshot, "STALE_SECONDS", 0)  # kept for no time at all
+    Volume.objects.create(name="first", size_bytes=10 * MB)
+    client = client_for("Viewer")
+    client.get("/")
+    Volume.objects.create(name="second", size_bytes=20 * MB)
+    page = client.get("/").content.decode()
+    assert volume_space(page) == "30\xa0MiB" and "data-stale" not in page
+
+
+def test_one_viewers_last_figures_are_never_anothers(client_for, make_user, slow):
+    """A team Operator's last figures are theirs: an Admin after a change counts their own
+    (the protection summary, the same for everyone, may still be the shared stale one)."""
+    from django.test import Client
+
+    from accounts import teams
+    from accounts.models import Team, TeamMembership
+
+    Volume.objects.create(name="shop_db", size_bytes=10 * MB, labels={"team": "shop"})
+    Volume.objects.create(name="other", size_bytes=500 * MB)
+    team = Team.objects.create(name="shop")
+    teams.rule_add(team=team, kind="label", value="team=shop")
+    user = make_user(None, "shop-operator")
+    TeamMembership.objects.create(team=team, user=user, role="Operator")
+    operator = Client()
+    operator.force_login(user)
+    assert volume_space(operator.get("/").content.decode()) == "10\xa0MiB"
+    Volume.objects.create(name="more", size_bytes=1 * MB)
+    page = client_for("Admin").get("/").content.decode()
+    assert volume_space(page) == "511\xa0MiB"
+    page = operator.get("/").content.decode()
+    assert volume_space(page) == "10\xa0MiB" and "data-stale" in page  # theirs, stale
+
+
+def test_the_recount_is_for_htmx_only_and_needs_the_role(client, slow):
+    assert client.get("/?recount=1", **HTMX).status_code in (302, 403)
