@@ -29,7 +29,7 @@ is the real sync's). Then it prints:
 
     .venv/bin/python bench/many_hosts.py [--requests 20] [--hosts 10] [--volumes 1000] [--containers 300]
                                     [--backups 3] [--sync-runs 5] [--database-url postgres://…] [--pages-only]
-                                    [--profile PAGE]
+                                    [--profile PAGE [--warm]]
 
 `--database-url` names a PostgreSQL *server* (any database on it, e.g. the tests' server:
 `--database-url "$(cat var/postgres/test-url)"`, written by scripts/postgres.sh): the bench
@@ -348,9 +348,10 @@ def measure_pages(clients: dict, host: str, n: int) -> dict:
     return out
 
 
-def profile_page(clients: dict, host: str, page: str) -> None:
-    """`--profile PAGE`: one cold request of PAGE (cache emptied) per user under cProfile,
-    printed: the 25 costliest functions (cumulative) and the 10 slowest SQL queries."""
+def profile_page(clients: dict, host: str, page: str, warm: bool = False) -> None:
+    """`--profile PAGE`: one cold request of PAGE (cache emptied; `--warm`: not) per user
+    under cProfile, printed: the 25 costliest functions (cumulative) and the 10 slowest
+    SQL queries."""
     import cProfile
     import pstats
 
@@ -361,7 +362,8 @@ def profile_page(clients: dict, host: str, page: str) -> None:
     url = page.format(host=host)
     for who, client in clients.items():
         client.get(url)  # imports and the first-request set-up out of the profile
-        cache.clear()
+        if not warm:
+            cache.clear()
         reset_queries()
         profiler = cProfile.Profile()
         with CaptureQueriesContext(connection) as queries:
@@ -438,7 +440,7 @@ def run(label: str, args, *, n_hosts, n_volumes, n_containers, n_backups, n_poli
     if args.database_url:
         cmd += ["--database-url", args.database_url]
     if profile:
-        cmd += ["--profile", profile]
+        cmd += ["--profile", profile] + (["--warm"] if args.warm else [])
     print(f"==> {label}: {n_hosts} host(s) x {n_volumes} volumes / {n_containers} containers ...", flush=True)
     subprocess.run(cmd, check=True)
     if profile:  # the child printed its profile and wrote no figures
@@ -503,7 +505,7 @@ def child(args) -> None:
                 clients[who] = c
             host = host_names(args.hosts)[-1]
             if args.profile:
-                return profile_page(clients, host, args.profile)
+                return profile_page(clients, host, args.profile, warm=args.warm)
             pages = measure_pages(clients, host, args.requests)
             sync = {} if args.pages_only else measure_sync(listings, args.sync_runs)
             tick = None if args.pages_only else measure_tick(args.tick_policies, args.sync_runs)
@@ -573,6 +575,7 @@ def main():
     parser.add_argument("--profile", metavar="PAGE",
                         help="no figures: one cold request of PAGE (e.g. / or /risks/) at scale under cProfile, "
                              "its costliest functions and slowest queries")
+    parser.add_argument("--warm", action="store_true", help="with --profile: a second request, the cache kept")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -235,6 +235,39 @@ def test_risks_page_lists_volumes_without_a_recent_backup_once_backups_exist(cli
     assert 'data-subject="shop_db"' not in section
 
 
+@pytest.fixture
+def many_anonymous(mirror):
+    """25 more anonymous volumes holding data, unused: the anonymous-data group has 26."""
+    for i in range(25):
+        Volume.objects.create(name=f"{i:064x}", anonymous=True, size_bytes=5 * MB)
+
+
+def _group(page: str, slug: str) -> str:
+    section = page[page.index(f'data-kind="{slug}"'):]
+    return section[: section.index("</section>")]
+
+
+def test_a_large_risk_group_sends_its_first_ten_and_the_rest_when_opened(client_for, many_anonymous, monkeypatch):
+    monkeypatch.setattr(selectors, "last_successful_backups", lambda: None)
+    client = client_for("Viewer")
+
+    group = _group(client.get("/risks/").content.decode(), "anonymous-data")
+    assert group.count("data-subject=") == 10 and "Show 16 more" in group
+    assert 'hx-get="/risks/?more=anonymous-data" hx-trigger="toggle once"' in group
+
+    rest = client.get("/risks/", {"more": "anonymous-data"}, **HTMX).content.decode()
+    assert rest.count("data-subject=") == 16 and "<html" not in rest and "<section" not in rest
+    assert client.get("/risks/", {"more": "no-such-kind"}, **HTMX).status_code == 404
+    # Without script the link opens the group on the page itself.
+    group = _group(client.get("/risks/", {"more": "anonymous-data"}).content.decode(), "anonymous-data")
+    assert group.count("data-subject=") == 26 and "<details open>" in group
+
+
+def test_the_rest_of_a_risk_group_needs_the_role(client, many_anonymous):
+    response = client.get("/risks/", {"more": "anonymous-data"}, **HTMX)
+    assert response.status_code in (302, 403) and b"data-subject" not in response.content
+
+
 def test_without_a_backup_model_coverage_degrades_to_no_backups_yet(client_for, mirror, monkeypatch):
     get_model = selectors.apps.get_model
 
