@@ -9,10 +9,11 @@ through `escape`, and links are built with `reverse` and `urlencode`.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from project.sizes import human_size
 from django.urls import reverse
+from django.utils.http import RFC3986_SUBDELIMS
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -30,12 +31,28 @@ def _size(value: int | None) -> str:
     return human_size(value) if value is not None else "size ?"
 
 
+_MARKER = "cargohold-url-marker"
+
+
+def _url_for(view: str):
+    """reverse(view, args=[name]) for many names: resolved once, each name then quoted as
+    reverse quotes it (a graph of 1,000 volumes spent a fifth of its time in reverse)."""
+    head, tail = reverse(view, args=[_MARKER]).split(_MARKER)
+
+    def url(name: str) -> str:
+        if "/" in name:  # not a path segment: reverse's own refusal (NoReverseMatch)
+            return reverse(view, args=[name])
+        return head + quote(name, safe=RFC3986_SUBDELIMS + "/~:@") + tail
+
+    return url
+
+
 def volume_url(name: str) -> str:
     return reverse("volume_detail", args=[name])
 
 
-def container_url(name: str) -> str:
-    return f"{reverse('container_list')}?{urlencode({'q': name})}"
+def container_url(name: str, *, base: str | None = None) -> str:
+    return f"{base or reverse('container_list')}?{urlencode({'q': name})}"
 
 
 def _mount_line(kind: str, source: str, destination: str, read_only: bool) -> str:
@@ -46,6 +63,7 @@ def _mount_line(kind: str, source: str, destination: str, read_only: bool) -> st
 
 
 def graph_svg(layout: Layout, *, label: str = "Sharing graph") -> SafeString:
+    volume_link, containers = _url_for("volume_detail"), reverse("container_list")
     out: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="sharing-graph" width="{layout.width}" '
         f'height="{layout.height}" viewBox="0 0 {layout.width} {layout.height}" role="img" '
@@ -90,7 +108,7 @@ def graph_svg(layout: Layout, *, label: str = "Sharing graph") -> SafeString:
         state = "running" if cnode.running else "stopped"
         meta = " · ".join(p for p in (row.state or "?", row.service, _clip(row.image, 30)) if p)
         out.append(
-            f'<a href="{escape(container_url(row.name))}" data-node="container:{escape(row.name)}">'
+            f'<a href="{escape(container_url(row.name, base=containers))}" data-node="container:{escape(row.name)}">'
             f'<g class="g-node g-container g-{state}"><title>{escape(row.name)} (container)</title>'
             f'<rect x="{box.x}" y="{box.y}" width="{box.w}" height="{box.h}" rx="5"/>'
             f'<circle class="g-dot" cx="{box.x + 12}" cy="{box.y + 14}" r="4"/>'
@@ -135,7 +153,7 @@ def graph_svg(layout: Layout, *, label: str = "Sharing graph") -> SafeString:
         if row.hint:
             shown = _clip(f"{shown} {row.hint}", limit)
         out.append(
-            f'<a href="{escape(volume_url(row.name))}" data-node="volume:{escape(row.name)}">'
+            f'<a href="{escape(volume_link(row.name))}" data-node="volume:{escape(row.name)}">'
             f'<g class="{" ".join(classes)}"><title>{escape(row.name)} (volume{escape(", " + row.hint if row.hint else "")})</title>'
             f'<rect x="{box.x}" y="{box.y}" width="{box.w}" height="{box.h}" rx="5"/>'
             f'<text class="g-name" x="{box.x + 10}" y="{box.y + 16}">{escape(shown)}</text>'
