@@ -47,19 +47,12 @@ def test_after_a_change_the_page_shows_the_last_figures_stale_and_the_recount_th
     assert volume_space(client.get("/").content.decode()) == "30\xa0MiB"
 
 
-def test_a_quick_count_is_never_stale(client_for, settings):
-    settings.FIGURES_SLOW_MS = 100_000  # no counting is that slow
-    cache.clear()
-    Volume.objects.create(name="first", size_bytes=10 * MB)
-    client = client_for("Viewer")
-    client.get("/")
-    Volume.objects.create(name="second", size_bytes=20 * MB)
-    page = client.get("/").content.decode()
-    assert volume_space(page) == "30\xa0MiB" and "data-stale" not in page
-
-
-def test_figures_too_old_are_counted_again(client_for, slow, monkeypatch):
-    monkeypatch.setattr(snapshot, "STALE_SECONDS", 0)  # kept for no time at all
+@pytest.mark.parametrize("why", ["the counting was quick", "the last figures are too old"])
+def test_then_the_figures_are_counted_again_in_the_request(client_for, slow, settings, monkeypatch, why):
+    if why == "the counting was quick":
+        settings.FIGURES_SLOW_MS = 100_000  # no counting is that slow
+    else:
+        monkeypatch.setattr(snapshot, "STALE_SECONDS", 0)  # kept for no time at all
     Volume.objects.create(name="first", size_bytes=10 * MB)
     client = client_for("Viewer")
     client.get("/")
