@@ -19,7 +19,8 @@ is the real sync's). Then it prints:
    cycle minus the network) and the number of SQL queries, as a global Admin and as a
    team-scoped Operator, baseline vs scale (a query count that grows with the rows is an
    N+1); then the overview and the risks page with the cache emptied before each request
-   ("cold": the first view ever), and the overview after a change to one volume's size
+   ("cold": the first view ever; "after a restart": the process's cache emptied, the last
+   figures still in the database), and the overview after a change to one volume's size
    (the page, and the htmx recount it asks for when it showed the last figures stale;
    the timing includes the one-row UPDATE);
 2. the sync cost per host (the database part of mirror_sync): a sync with no change and
@@ -62,6 +63,9 @@ PAGES = [
 # The whole-catalogue pages again with Django's cache emptied before each request: what the
 # first request after a change costs (insights.snapshot keeps the figures between changes).
 COLD = {"/ (cold)": "/", "/risks/ (cold)": "/risks/"}
+# The overview after a change in a web process that has just started: its own cache empty,
+# the last figures in the database's (`figures`).
+RESTARTED = {"/ (after a restart)": "/"}
 # The overview after a change (one volume's size), as a user sees it: the page (the last
 # figures, marked stale, when counting them is slow: insights.snapshot.counted) and the
 # recount its htmx then asks for.
@@ -314,7 +318,7 @@ def policies_add(total: int) -> None:
 
 
 def measure_pages(clients: dict, host: str, n: int) -> dict:
-    from django.core.cache import cache
+    from django.core.cache import cache, caches
     from django.db import connection, reset_queries
     from django.test.utils import CaptureQueriesContext
 
@@ -327,8 +331,8 @@ def measure_pages(clients: dict, host: str, n: int) -> dict:
 
     out = {}
     for who, client in clients.items():
-        for page in PAGES + list(COLD) + list(AFTER_CHANGE):
-            url, headers = AFTER_CHANGE.get(page) or (COLD.get(page) or page.format(host=host), {})
+        for page in PAGES + list(COLD) + list(RESTARTED) + list(AFTER_CHANGE):
+            url, headers = AFTER_CHANGE.get(page) or (COLD.get(page) or RESTARTED.get(page) or page.format(host=host), {})
             reset_queries()  # the log is a bounded deque: a full one would capture nothing
             with CaptureQueriesContext(connection) as queries:
                 response = client.get(url, **headers)
@@ -337,8 +341,12 @@ def measure_pages(clients: dict, host: str, n: int) -> dict:
                 out[(who, page)] = None
                 continue
             assert response.status_code == 200, (who, url, response.status_code)
-            if page in COLD:
-                med, p95 = summary(timings(lambda client=client, url=url: (cache.clear(), client.get(url)), n))
+            if page in COLD:  # nothing kept at all: the first view ever
+                med, p95 = summary(timings(
+                    lambda client=client, url=url: (cache.clear(), caches["figures"].clear(), client.get(url)), n))
+            elif page in RESTARTED:
+                client.get(url)  # counted once: its last figures are in the database
+                med, p95 = summary(timings(lambda client=client, url=url: (change(), cache.clear(), client.get(url)), n))
             elif page in AFTER_CHANGE:
                 client.get(url, **headers)  # counted once: its cost decides whether the next one may be stale
                 med, p95 = summary(timings(lambda client=client, url=url: (change(), client.get(url, **headers)), n))
@@ -355,7 +363,7 @@ def profile_page(clients: dict, host: str, page: str, warm: bool = False) -> Non
     import cProfile
     import pstats
 
-    from django.core.cache import cache
+    from django.core.cache import cache, caches
     from django.db import connection, reset_queries
     from django.test.utils import CaptureQueriesContext
 
@@ -363,7 +371,7 @@ def profile_page(clients: dict, host: str, page: str, warm: bool = False) -> Non
     for who, client in clients.items():
         client.get(url)  # imports and the first-request set-up out of the profile
         if not warm:
-            cache.clear()
+            cache.clear(), caches["figures"].clear()
         reset_queries()
         profiler = cProfile.Profile()
         with CaptureQueriesContext(connection) as queries:

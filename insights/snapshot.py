@@ -15,12 +15,15 @@ The first request after a change would wait for the counting (0.3-0.6 s at 10,00
 `counted(stale_ok=True)` gives it the last figures instead, marked with their time, and the
 overview asks for the recount itself at once (an htmx request that swaps the figures in).
 That happens only where the last counting was slow (CARGOHOLD_FIGURES_SLOW_MS, 100 ms by
-default): with a few hundred volumes every request counts, as before.
+default): with a few hundred volumes every request counts, as before. Those last figures
+are kept in the `figures` cache, a database table: every web process shows them, also after
+a restart; only the very first view of a viewer counts in the request.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import itertools
 import threading
 import time
@@ -30,14 +33,17 @@ from typing import Any
 
 from django.conf import settings
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.core.signals import request_started
+from django.db import transaction
 from django.db.models import Count, Max, Q, Sum
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.utils import timezone
 
+logger = logging.getLogger(__name__)
+
 TIMEOUT_SECONDS = 120
-STALE_SECONDS = 600  # figures older than this are counted again in the request, never shown stale
+STALE_SECONDS = 3600  # figures older than this are counted again in the request, never shown stale
 _generation = itertools.count()
 _current = [next(_generation)]
 _memo = threading.local()
@@ -123,15 +129,27 @@ def counted(name: str, viewer: str, compute, *, stale_ok: bool = False) -> Count
     if hit is not None:
         return hit
     if stale_ok:
-        last = cache.get(last_key)
+        last = _kept(lambda: caches["figures"].get(last_key))
         if last is not None and last[1] >= settings.FIGURES_SLOW_MS:
             return Counted(last[0].value, last[0].counted_at, stale=True)
     t = time.perf_counter()
     result = Counted(compute(), timezone.now())
     cost_ms = (time.perf_counter() - t) * 1000
     cache.set(key, result, TIMEOUT_SECONDS)
-    cache.set(last_key, (result, cost_ms), STALE_SECONDS)
+    _kept(lambda: caches["figures"].set(last_key, (result, cost_ms), STALE_SECONDS))
     return result
+
+
+def _kept(action):
+    """`action` on the `figures` cache (a database table), or None when it fails: the last
+    figures are a help, never a reason for the page to fail (a database not migrated yet, a
+    value pickled by another version). In a savepoint: PostgreSQL's transaction survives."""
+    try:
+        with transaction.atomic():
+            return action()
+    except Exception:  # noqa: BLE001  (whatever the backend or the unpickling raises)
+        logger.warning("the overview's last figures could not be read or kept", exc_info=True)
+        return None
 
 
 def viewer_key(who) -> str:

@@ -61,9 +61,13 @@ def risks(request):
         rows = selectors.mirror_rows(who=request, host=host)
         return selectors.risk_groups(rows=rows, last=last), last is not None
 
-    # Every present volume's risks: reused while nothing they read changed (insights.snapshot).
-    groups, backups_available = snapshot.cached(
-        "risks", f"{snapshot.viewer_key(request)}:{host}:{selectors.risk_settings()!r}", compute)
+    # Every present volume's risks: reused while nothing they read changed; after a change,
+    # where finding them is slow, the last ones come marked stale and the page asks for
+    # `?recount=1` at once, as the overview does (insights.snapshot).
+    recount = bool(request.htmx) and request.GET.get("recount") == "1"
+    found = snapshot.counted("risks", f"{snapshot.viewer_key(request)}:{host}:{selectors.risk_settings()!r}",
+                             compute, stale_ok=not recount)
+    groups, backups_available = found.value
     # ?more=<kind>: that group's findings after the first 10, which the page sends only when
     # asked (its "Show N more"): 200 rows in each of several groups took most of its time.
     more = request.GET.get("more", "")
@@ -72,8 +76,9 @@ def risks(request):
         if group is None:
             return HttpResponse("No such kind of finding.", status=404)
         return render(request, "insights/_finding_more.html", {"g": group, "host": host})
-    context = {"groups": groups, "backups_available": backups_available, "host": host, "more": more}
-    return render(request, "insights/risks.html", context)
+    context = {"groups": groups, "backups_available": backups_available, "host": host, "more": more,
+               "stale": found.stale, "counted_at": found.counted_at}
+    return render(request, "insights/risks.html#groups" if recount else "insights/risks.html", context)
 
 
 @require_GET

@@ -373,6 +373,13 @@ RISK_SENSITIVE_PATHS = env_list("RISK_SENSITIVE_PATHS", "")
 # Whole-catalogue figures whose last counting took this long are shown stale after a change
 # while the page asks for a recount (insights.snapshot.counted); 0: always, after a change.
 FIGURES_SLOW_MS = env_int("CARGOHOLD_FIGURES_SLOW_MS", 100)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Those last figures: in the database (its table made by insights/migrations/0002), so
+    # every web process shows them, also after a restart.
+    "figures": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cargohold_figures_cache",
+                "TIMEOUT": 3600, "OPTIONS": {"MAX_ENTRIES": 5000}},
+}
 CELERY_BEAT_SCHEDULE["sample-usage"] = {
     "task": "hosts.tasks.on_every_host",
     "args": ["insights.tasks.sample_usage", USAGE_SAMPLE_SECONDS],

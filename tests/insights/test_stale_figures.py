@@ -4,7 +4,7 @@ figures marked with their time and asks for a recount at once (insights.snapshot
 import re
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
 
 from insights import snapshot
 from volumes.models import Volume
@@ -17,11 +17,11 @@ MB = 1024 * 1024
 
 @pytest.fixture
 def slow(settings):
-    """Every counting counts as slow; the cache starts empty (it outlives a test)."""
+    """Every counting counts as slow; both caches start empty (the process's outlives a test)."""
     settings.FIGURES_SLOW_MS = 0
-    cache.clear()
+    cache.clear(), caches["figures"].clear()
     yield
-    cache.clear()
+    cache.clear(), caches["figures"].clear()
 
 
 def volume_space(page: str) -> str:
@@ -87,3 +87,32 @@ def test_one_viewers_last_figures_are_never_anothers(client_for, make_user, slow
 
 def test_the_recount_is_for_htmx_only_and_needs_the_role(client, slow):
     assert client.get("/?recount=1", **HTMX).status_code in (302, 403)
+
+
+def test_after_a_restart_the_last_figures_are_still_there(client_for, slow):
+    """The last figures live in the database (the `figures` cache): a web process that has
+    just started, or another one, shows them at once, stale, and recounts."""
+    Volume.objects.create(name="first", size_bytes=10 * MB)
+    client = client_for("Viewer")
+    client.get("/")
+    Volume.objects.create(name="second", size_bytes=20 * MB)
+    cache.clear()  # the process's own cache, as after a restart
+    page = client.get("/").content.decode()
+    assert volume_space(page) == "10\xa0MiB" and "data-stale" in page
+
+
+def test_the_risks_page_after_a_change_shows_the_last_findings_stale_and_the_recount_the_new_ones(client_for, slow):
+    first, second = f'data-subject="{"a" * 64}"', f'data-subject="{"b" * 64}"'
+    Volume.objects.create(name="a" * 64, anonymous=True, size_bytes=5 * MB)
+    client = client_for("Viewer")
+    page = client.get("/risks/").content.decode()
+    assert first in page and "data-stale" not in page
+
+    Volume.objects.create(name="b" * 64, anonymous=True, size_bytes=5 * MB)
+    page = client.get("/risks/").content.decode()
+    assert first in page and second not in page and "data-stale" in page and "looking again" in page
+    assert 'hx-get="/risks/?recount=1" hx-trigger="load"' in page
+
+    fresh = client.get("/risks/", {"recount": "1"}, **HTMX).content.decode()
+    assert fresh.lstrip().startswith('<div id="risks"') and "<html" not in fresh
+    assert first in fresh and second in fresh and "data-stale" not in fresh
