@@ -98,12 +98,6 @@ def state_version() -> str:
     return value
 
 
-def cached(name: str, viewer: str, compute):
-    """`compute()`, or what it returned for the same `viewer` (who sees what: a user and
-    team, or "" for everything) and the same state."""
-    return counted(name, viewer, compute).value
-
-
 @dataclass(frozen=True)
 class Counted:
     """Figures and when they were counted; `stale`: counted before the latest change (the
@@ -115,7 +109,8 @@ class Counted:
 
 
 def counted(name: str, viewer: str, compute, *, stale_ok: bool = False) -> Counted:
-    """`compute()` for `viewer` and the current state, reused while the state is the same.
+    """`compute()` for `viewer` (who sees what: a user and team, or "" for everything) and
+    the current state, reused while the state is the same.
 
     `stale_ok`: after a change, when the last counting for this viewer took at least
     settings.FIGURES_SLOW_MS and is at most STALE_SECONDS old, its figures come
