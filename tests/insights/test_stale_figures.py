@@ -38,7 +38,7 @@ def test_after_a_change_the_page_shows_the_last_figures_stale_and_the_recount_th
     page = client.get("/").content.decode()
     assert volume_space(page) == "10\xa0MiB"  # the last figures, not counted again
     assert "data-stale" in page and "before the latest change: counting again" in page
-    assert 'hx-get="/?recount=1" hx-trigger="load"' in page and 'aria-busy="true"' in page
+    assert 'hx-get="/?recount=1" hx-trigger="load, every 15s"' in page and 'aria-busy="true"' in page
 
     fresh = client.get("/?recount=1", **HTMX).content.decode()
     assert fresh.lstrip().startswith('<div id="overview"') and "<html" not in fresh
@@ -111,7 +111,7 @@ def test_the_risks_page_after_a_change_shows_the_last_findings_stale_and_the_rec
     Volume.objects.create(name="b" * 64, anonymous=True, size_bytes=5 * MB)
     page = client.get("/risks/").content.decode()
     assert first in page and second not in page and "data-stale" in page and "looking again" in page
-    assert 'hx-get="/risks/?recount=1" hx-trigger="load"' in page
+    assert 'hx-get="/risks/?recount=1" hx-trigger="load, every 15s"' in page
 
     fresh = client.get("/risks/", {"recount": "1"}, **HTMX).content.decode()
     assert fresh.lstrip().startswith('<div id="risks"') and "<html" not in fresh
