@@ -85,8 +85,15 @@ def test_one_viewers_last_figures_are_never_anothers(client_for, make_user, slow
     assert volume_space(page) == "10\xa0MiB" and "data-stale" in page  # theirs, stale
 
 
-def test_the_recount_is_for_htmx_only_and_needs_the_role(client, slow):
+def test_the_recount_needs_the_role_and_is_htmxs_only(client, client_for, slow):
     assert client.get("/?recount=1", **HTMX).status_code in (302, 403)
+    # Without htmx, ?recount=1 is the page as any other view: stale after a change.
+    Volume.objects.create(name="first", size_bytes=10 * MB)
+    viewer = client_for("Viewer")
+    viewer.get("/")
+    Volume.objects.create(name="second", size_bytes=20 * MB)
+    page = viewer.get("/?recount=1").content.decode()
+    assert "<html" in page and "data-stale" in page and volume_space(page) == "10\xa0MiB"
 
 
 def test_after_a_restart_the_last_figures_are_still_there(client_for, slow):
