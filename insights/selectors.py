@@ -483,8 +483,11 @@ def overview(*, now: datetime | None = None, who=None) -> Overview:
         growers=largest_growers(now=now, who=who),
         engine=engine,
         backups=backups,
+        # Only what the card shows: the figures are pickled into the `figures` cache, which
+        # must hold no one's account (created_by would bring its password hash along).
         failed_jobs=list(
-            (Job.objects if who is None else scoping.visible_jobs(who)).filter(status=Job.Status.FAILED).select_related("created_by").order_by("-finished_at", "-id")[:5]
+            (Job.objects if who is None else scoping.visible_jobs(who)).filter(status=Job.Status.FAILED)
+            .only("pk", "kind", "target", "finished_at", "error").order_by("-finished_at", "-id")[:5]
         ),
         risks=risk_counts(who=who, now=now, engine=engine, figures=figures),
     )

@@ -108,31 +108,49 @@ class Counted:
     stale: bool = False
 
 
+FORMAT = 2  # what a kept entry looks like: (FORMAT, state, Counted, cost_ms)
+
+
 def counted(name: str, viewer: str, compute, *, stale_ok: bool = False) -> Counted:
-    """`compute()` for `viewer` (who sees what: a user and team, or "" for everything) and
-    the current state, reused while the state is the same.
+    """`compute()` for `viewer` (who sees what: viewer_key, or "" for everything) and the
+    current state, reused while the state is the same.
 
     `stale_ok`: after a change, when the last counting for this viewer took at least
     settings.FIGURES_SLOW_MS and is at most STALE_SECONDS old, its figures come
     back marked stale instead of being counted again in this request; the caller shows them
-    as such and asks for a recount (the overview's htmx `?recount=1`), which passes False.
-    Small catalogues count in a few ms and are never stale."""
+    as such and asks for a recount (the overview's `?recount=1`), which passes False.
+    Small catalogues count in a few ms and are never stale. Kept figures of the current
+    state (another process counted them) are fresh."""
     viewer = hashlib.sha1(viewer.encode()).hexdigest()[:16]  # keys safe for any cache backend
-    key = f"cargohold:{name}:{viewer}:{state_version()}"
-    last_key = f"cargohold:{name}:{viewer}:last"
+    state = state_version()
+    key = f"cargohold:{name}:{viewer}:{state}"
+    last_key = f"cargohold:{name}:{viewer}:last:{FORMAT}"
     hit = cache.get(key)
     if hit is not None:
         return hit
     if stale_ok:
-        last = _kept(lambda: caches["figures"].get(last_key))
-        if last is not None and last[1] >= settings.FIGURES_SLOW_MS:
-            return Counted(last[0].value, last[0].counted_at, stale=True)
+        last = _kept(lambda: _entry(caches["figures"].get(last_key)))
+        if last is not None:
+            kept_state, kept, cost_ms = last
+            if kept_state == state:
+                cache.set(key, kept, TIMEOUT_SECONDS)
+                return kept
+            if cost_ms >= settings.FIGURES_SLOW_MS:
+                return Counted(kept.value, kept.counted_at, stale=True)
     t = time.perf_counter()
     result = Counted(compute(), timezone.now())
     cost_ms = (time.perf_counter() - t) * 1000
     cache.set(key, result, TIMEOUT_SECONDS)
-    _kept(lambda: caches["figures"].set(last_key, (result, cost_ms), STALE_SECONDS))
+    _kept(lambda: caches["figures"].set(last_key, (FORMAT, state, result, cost_ms), STALE_SECONDS))
     return result
+
+
+def _entry(value):
+    """A kept entry as (state, Counted, cost_ms); anything else (another version's) None."""
+    if (isinstance(value, tuple) and len(value) == 4 and value[0] == FORMAT and isinstance(value[2], Counted)
+            and isinstance(value[3], (int, float))):
+        return value[1], value[2], value[3]
+    return None
 
 
 def _kept(action):
@@ -148,12 +166,23 @@ def _kept(action):
 
 
 def viewer_key(who) -> str:
-    """Who a request's figures are for: the user and the team switcher's choice."""
+    """Who a request's figures are for: the user, what they may see (active, superuser,
+    global roles, team roles, the teams' rules) and the team switcher's choice. A change of
+    any of them is a new viewer: figures kept for the old scope are never shown."""
     if who is None:
         return ""
     from accounts import scoping
+    from accounts.models import TeamMembership, TeamRule
 
     user = getattr(who, "user", who)
     session = getattr(who, "session", None)
     team = session.get(scoping.SESSION_KEY) if session is not None else None
-    return f"{getattr(user, 'pk', '')}:{team or ''}"
+    pk = getattr(user, "pk", None)
+    if pk is None:
+        return f":{team or ''}"
+    access = (
+        user.is_active, user.is_superuser, sorted(user.groups.values_list("pk", flat=True)),
+        sorted(TeamMembership.objects.filter(user_id=pk).values_list("team_id", "role")),
+        TeamRule.objects.aggregate(n=Count("id"), top=Max("id")),
+    )
+    return f"{pk}:{team or ''}:{hashlib.sha1(repr(access).encode()).hexdigest()[:16]}"

@@ -40,7 +40,7 @@ def _url_for(view: str):
     head, tail = reverse(view, args=[_MARKER]).split(_MARKER)
 
     def url(name: str) -> str:
-        if "/" in name:  # not a path segment: reverse's own refusal (NoReverseMatch)
+        if not name or "/" in name:  # not a path segment: reverse's own refusal (NoReverseMatch)
             return reverse(view, args=[name])
         return head + quote(name, safe=RFC3986_SUBDELIMS + "/~:@") + tail
 

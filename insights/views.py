@@ -18,10 +18,11 @@ def overview(request):
     # The whole catalogue's figures, reused while nothing they read changed. After a change,
     # where counting them is slow, the last ones come back marked stale: the page shows them
     # with their time and its htmx asks at once for `?recount=1`, which counts (insights.snapshot).
-    recount = bool(request.htmx) and request.GET.get("recount") == "1"
-    o = snapshot.counted("overview", f"{snapshot.viewer_key(request)}:{selectors.risk_settings()!r}",
+    recount = request.GET.get("recount") == "1"  # htmx's, or the stale line's link without script
+    viewer = snapshot.viewer_key(request)
+    o = snapshot.counted("overview", f"{viewer}:{selectors.risk_settings()!r}",
                          lambda: selectors.overview(who=request), stale_ok=not recount)
-    health = snapshot.counted("health-figures", "", health_figures, stale_ok=not recount)
+    health = snapshot.counted("health-figures", viewer, lambda: health_figures(who=request), stale_ok=not recount)
     context = {"o": o.value, "health": health.value, "stale": o.stale or health.stale,
                "counted_at": min(o.counted_at, health.counted_at), "team": scoping.current_team(request),
                "hosts": selectors.host_summaries(who=request) if many_hosts() else []}
@@ -64,21 +65,20 @@ def risks(request):
     # Every present volume's risks: reused while nothing they read changed; after a change,
     # where finding them is slow, the last ones come marked stale and the page asks for
     # `?recount=1` at once, as the overview does (insights.snapshot).
-    recount = bool(request.htmx) and request.GET.get("recount") == "1"
+    more = request.GET.get("more", "")
+    # Counted for `?more=` too: the rest of a group is never read from stale findings.
+    recount = request.GET.get("recount") == "1" or bool(more and request.htmx)
     found = snapshot.counted("risks", f"{snapshot.viewer_key(request)}:{host}:{selectors.risk_settings()!r}",
                              compute, stale_ok=not recount)
     groups, backups_available = found.value
     # ?more=<kind>: that group's findings after the first 10, which the page sends only when
     # asked (its "Show N more"): 200 rows in each of several groups took most of its time.
-    more = request.GET.get("more", "")
     if more and request.htmx:
         group = next((g for g in groups if g.kind.slug == more), None)
-        if group is None:
-            return HttpResponse("No such kind of finding.", status=404)
         return render(request, "insights/_finding_more.html", {"g": group, "host": host})
     context = {"groups": groups, "backups_available": backups_available, "host": host, "more": more,
                "stale": found.stale, "counted_at": found.counted_at}
-    return render(request, "insights/risks.html#groups" if recount else "insights/risks.html", context)
+    return render(request, "insights/risks.html#groups" if recount and request.htmx else "insights/risks.html", context)
 
 
 @require_GET

@@ -390,11 +390,13 @@ class HealthFigures:
 SHOWN = 10
 
 
-def health_figures(*, now: datetime | None = None) -> HealthFigures:
+def health_figures(*, now: datetime | None = None, who=None) -> HealthFigures:
     """health_summary's figures without loading every volume: one aggregate over the present
     volumes (each policy's selection and overdue rule as SQL conditions, the last successful
     backup as a correlated subquery), then protection_map for the few volumes listed. With
-    10,000 volumes protection_all took most of a second (bench/many_hosts.py)."""
+    10,000 volumes protection_all took most of a second (bench/many_hosts.py). `who` (a
+    request or user): over their teams' volumes only (accounts.scoping); every enabled
+    policy still counts as protection."""
     from django.db.models import BooleanField, Case, Count, Value, When
 
     from backups.models import Backup
@@ -452,7 +454,9 @@ def health_figures(*, now: datetime | None = None) -> HealthFigures:
     def among(names) -> Q:
         return Q(name__in=names) if names else Q(pk__isnull=True)
 
-    volumes = Volume.objects.present().order_by().annotate(
+    from accounts import scoping
+
+    volumes = (Volume.objects if who is None else scoping.visible_volumes(who)).present().order_by().annotate(
         _proven=Case(When(name__in=Drill.objects.filter(status=Drill.Status.SUCCEEDED, finished_at__isnull=False)
                           .order_by().values("volume_name"), then=Value(True)),
                      default=Value(False), output_field=BooleanField()),

@@ -136,3 +136,21 @@ def test_the_overview_shows_the_counted_summary(client_for, catalogue):
     assert '<span class="prot prot-failed">1</span>' in section and "disk full" in section
     assert '<span class="prot prot-overdue">5</span>' in section
     assert "2 by a restore drill" in section and "1 failed" in section
+
+
+def test_a_team_viewer_counts_and_sees_only_the_teams_volumes(make_user):
+    """The protection summary of a team Operator: their team's volumes only, by name too."""
+    from accounts import teams
+    from accounts.models import Team, TeamMembership
+
+    Volume.objects.create(name="shop_db", container_count=1, labels={"team": "shop"})
+    Volume.objects.create(name="secret_db", container_count=1)
+    team = Team.objects.create(name="shop")
+    teams.rule_add(team=team, kind="label", value="team=shop")
+    operator = make_user(None, "shop-operator")
+    TeamMembership.objects.create(team=team, user=operator, role="Operator")
+
+    mine, everyone = health_figures(who=operator), health_figures()
+
+    assert (mine.volumes, [p.volume for p in mine.unprotected_in_use]) == (1, ["shop_db"])
+    assert (everyone.volumes, [p.volume for p in everyone.unprotected_in_use]) == (2, ["secret_db", "shop_db"])
