@@ -158,6 +158,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # No JIT: PostgreSQL compiled the overview's counting queries (many CASE terms, costed
+    # high at 10,000 volumes) before running them, and that took longer than running them:
+    # 2.1 s instead of 0.23 s for one (bench/many_hosts.py --profile /). Nothing here runs
+    # the long analytical queries JIT is for.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
 if env("CARGOHOLD_TEST_DB"):
     # The tests' database (tests/envsetup.py): a SQLite file or a PostgreSQL database name
     # that the worker processes the tests start find under the same name.

@@ -35,3 +35,13 @@ def test_processes_the_tests_start_use_the_same_test_database():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [connection.vendor, os.environ["CARGOHOLD_TEST_DB"], "1"]
+
+
+@pytest.mark.django_db
+def test_postgresql_runs_without_jit():
+    """JIT compiled the overview's counting queries for longer than they ran (settings)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone() == ("off",)
