@@ -158,7 +158,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not env_bool("CARGOHOLD_POSTGRES_JIT", False):
     # No JIT: PostgreSQL compiled the overview's counting queries (many CASE terms, costed
     # high at 10,000 volumes) before running them, and that took longer than running them:
     # 2.1 s instead of 0.23 s for one (bench/many_hosts.py --profile /). Nothing here runs
