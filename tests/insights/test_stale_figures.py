@@ -99,7 +99,6 @@ def test_the_recount_needs_the_role_and_works_without_script_too(client, client_
 
 def test_a_change_of_what_the_viewer_may_see_is_never_answered_with_the_old_figures(client_for, make_user, slow):
     """An Admin made a team Operator: the figures kept for their old scope are not theirs."""
-    from django.contrib.auth.models import Group
     from django.test import Client
 
     from accounts import teams
