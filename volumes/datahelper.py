@@ -9,7 +9,9 @@ imports docker: this module talks to the engine through its `api()` and `_transl
 
 Which channel a helper gets (the probe, the private folders) is volumes.datachannel's;
 the container's life and both channels' reading and writing share one object here
-(DataHelper: what the helper says on stderr decides how a FIFO wait ends).
+(DataHelper: what the helper says on stderr decides how a FIFO wait ends). Over 450 lines
+for that reason: the container's life and its two channels are one state machine; the
+next piece to move out is the step-script and exit-code parsing.
 """
 
 from __future__ import annotations

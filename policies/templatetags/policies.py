@@ -30,9 +30,3 @@ def covered_by(context, volume):
 @register.inclusion_tag("policies/_protection.html")
 def protection_cell(protection: dict, name: str):
     return {"p": protection.get(name) if protection else None}
-
-
-@register.inclusion_tag("policies/_health_summary.html")
-def policy_health_summary(health):
-    """`health`: selectors.health_figures, as the overview counted (or reused) them."""
-    return {"health": health}
