@@ -16,17 +16,6 @@ def by_code_point(field: str):
     return Collate(field, "C") if connection.vendor == "postgresql" else F(field)
 
 
-def _over(inner, join, on: str) -> tuple[str, list]:
-    """FROM (<inner>) v [LEFT JOIN (<join>) b ON <on>]: the SQL and its params."""
-    sql, params = inner.query.sql_with_params()
-    clause, params = f"FROM ({sql}) v", list(params)
-    if join is not None:
-        join_sql, join_params = join.query.sql_with_params()
-        clause += f" LEFT JOIN ({join_sql}) b ON {on}"
-        params += join_params
-    return clause, params
-
-
 def count_where(inner, counts: dict[str, tuple[str, list]], *, sums: dict[str, tuple[str, list]] | None = None,
                 join=None, on: str = "") -> dict:
     """One row of figures over the rows of the queryset `inner`, named v in the SQL:
@@ -36,10 +25,11 @@ def count_where(inner, counts: dict[str, tuple[str, list]], *, sums: dict[str, t
     - `join`: a queryset LEFT JOINed as b `on` an SQL condition (e.g. each volume's last backup).
 
     The querysets' own SQL, so scoping and annotations stay the ORM's. Why not aggregate():
-    over annotations it inlines each annotation into every count that names it, and SQLite
-    then evaluates it again for each (a selection, an IN list over 30,000 backups); here each
-    is a column of v, computed once per row. Conditions use TRUE-free SQL ("1 = 1") that both
-    SQLite and PostgreSQL read."""
+    over annotations it inlines each annotation into every count that names it, and an IN
+    list over 30,000 backups was then read once for each; a joined GROUP BY is read once.
+    (SQLite may still flatten `inner` and repeat a costly per-row annotation in each count
+    that names it: keep those cheap, e.g. uncorrelated IN lists.) Conditions use TRUE-free
+    SQL ("1 = 1") that both SQLite and PostgreSQL read."""
     from django.db import connection
 
     columns, column_params = [], []
@@ -49,7 +39,12 @@ def count_where(inner, counts: dict[str, tuple[str, list]], *, sums: dict[str, t
     for condition, values in (sums or {}).values():
         columns.append(f"SUM(CASE WHEN {condition} THEN v.size_bytes END)")
         column_params += values
-    clause, params = _over(inner, join, on)
+    sql, params = inner.query.sql_with_params()
+    clause, params = f"FROM ({sql}) v", list(params)
+    if join is not None:
+        join_sql, join_params = join.query.sql_with_params()
+        clause += f" LEFT JOIN ({join_sql}) b ON {on}"
+        params += join_params
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {', '.join(columns)} {clause}", [*column_params, *params])
         row = cursor.fetchone()
